@@ -1,0 +1,33 @@
+"""``arena-adapters list``: installed adapters with distribution, version, protocol and load status."""
+
+from __future__ import annotations
+
+import argparse
+
+from arena_adapters.cli.command import Command
+from arena_adapters.errors import PluginError, UnknownAdapterError
+from arena_adapters.plugins import default_registry
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-load", action="store_true", help="read entry points only; import no plugin")
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    registry = default_registry()
+    rows = [("NAME", "DISTRIBUTION", "VERSION", "PROTOCOL", "STATUS")]
+    for name, info in sorted(registry.plugins().items()):
+        protocol = "?"
+        if not args.no_load and name not in registry.blocked:
+            try:
+                protocol = registry.adapter(name).protocol or "?"
+            except (PluginError, UnknownAdapterError):
+                pass
+        rows.append((name, info.distribution, info.version, protocol, registry.status(name)))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+    return 0
+
+
+COMMAND = Command("list", "list installed adapters and whether they load", add_arguments, run)

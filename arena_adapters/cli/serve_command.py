@@ -1,0 +1,49 @@
+"""``arena-adapters serve NAME``: run an adapter's reference server (loopback unless told otherwise)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from arena_adapters.cli.command import Command, parse_option_flags
+from arena_adapters.errors import ConfigError
+from arena_adapters.importing import import_object
+from arena_adapters.options import resolve_options
+from arena_adapters.plugins import default_registry
+from arena_adapters.records import ReferenceServerRecord
+
+_FIXED = ("policy", "host", "port")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="adapter name whose reference server to run")
+    parser.add_argument("--policy", help="'module:attr' of the policy object or callable to serve "
+                        "(default: the plugin's deterministic built-in test policy)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: the protocol's usual port)")
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    registry = default_registry()
+    adapter = registry.adapter(args.name)
+    if not adapter.reference_server:
+        raise ConfigError(f"adapter {adapter.name!r} has no reference server")
+    record = registry.part(ReferenceServerRecord, adapter.reference_server)
+    owner = f"serve {adapter.name}"
+    given = parse_option_flags(extra, record.options, owner, skip=_FIXED)
+    options = resolve_options([o for o in record.options if o.name not in _FIXED], given, owner)
+    policy = import_object(args.policy) if args.policy else None
+    if args.port is not None:
+        options["port"] = args.port
+    server = record.factory(policy=policy, host=args.host, **options)
+    print(f"serving {adapter.name} on {server.endpoint} (Ctrl-C to stop)", flush=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        print("stopping", file=sys.stderr)
+    finally:
+        server.stop()
+    return 0
+
+
+COMMAND = Command("serve", "run an adapter's reference server", add_arguments, run)

@@ -1,0 +1,121 @@
+"""Declared options of adapter parts, and their validation.
+
+Each part (translator, transport, server) declares the keyword options its factory takes as a tuple
+of :class:`Option`. The core validates user configuration against these declarations, so an error
+always names the option, what was expected and what arrived; the CLI builds its flags from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from arena_adapters.errors import ConfigError
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One keyword option a part's factory accepts.
+
+    Attributes:
+        name: the keyword name (also the CLI flag, with ``_`` written as ``-``).
+        type: the expected Python type (``int``, ``float``, ``str``, ``bool``, ``dict``, ``list``,
+            or ``object`` for anything). Strings from the CLI are converted to it.
+        default: the value used when the option is not given. Leave it out to make the option required.
+        help: one line for ``arena-adapters info`` and ``--help``.
+        choices: the allowed values, if the option is an enumeration.
+        check: an optional predicate on the converted value, with ``check_text`` describing it.
+    """
+
+    name: str
+    type: type = object
+    default: Any = _REQUIRED
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+    check: Callable[[Any], bool] | None = field(default=None, compare=False)
+    check_text: str = ""
+
+    @property
+    def required(self) -> bool:
+        """True when the option has no default."""
+        return self.default is _REQUIRED
+
+    def convert(self, value: Any, owner: str = "") -> Any:
+        """Return ``value`` converted to this option's type, or raise :class:`ConfigError`."""
+        where = f" (for {owner})" if owner else ""
+        converted = _convert(value, self.type, self.name, where)
+        if self.choices is not None and converted not in self.choices:
+            raise ConfigError(
+                f"option {self.name!r}{where}: expected one of {list(self.choices)}, got {value!r}"
+            )
+        if self.check is not None and converted is not None and not self.check(converted):
+            raise ConfigError(f"option {self.name!r}{where}: expected {self.check_text}, got {value!r}")
+        return converted
+
+    def describe(self) -> str:
+        """A one-line description: type, default and help."""
+        default = "required" if self.required else f"default {self.default!r}"
+        choices = f", one of {list(self.choices)}" if self.choices else ""
+        return f"{self.name} ({self.type.__name__}, {default}{choices}) {self.help}".rstrip()
+
+
+def _convert(value: Any, expected: type, name: str, where: str) -> Any:
+    if value is None or expected is object or isinstance(value, expected) and not (
+        expected is int and isinstance(value, bool)
+    ):
+        return value
+    if isinstance(value, str):
+        try:
+            if expected is bool:
+                lowered = value.strip().lower()
+                if lowered in ("1", "true", "yes", "on"):
+                    return True
+                if lowered in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            if expected in (int, float):
+                return expected(value)
+        except ValueError:
+            pass
+    elif expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    elif expected in (list, tuple) and isinstance(value, (list, tuple)):
+        return expected(value)
+    raise ConfigError(
+        f"option {name!r}{where}: expected {expected.__name__}, got {type(value).__name__} {value!r}"
+    )
+
+
+def resolve_options(
+    declared: Sequence[Option], given: Mapping[str, Any], owner: str
+) -> dict[str, Any]:
+    """Pick, convert and default the options in ``declared`` from ``given``.
+
+    Keys of ``given`` that ``declared`` does not name are ignored here (another part may take them);
+    :func:`reject_unknown` reports the ones nobody takes.
+
+    Raises:
+        ConfigError: a required option is missing or a value cannot be converted.
+    """
+    resolved: dict[str, Any] = {}
+    for option in declared:
+        if option.name in given:
+            resolved[option.name] = option.convert(given[option.name], owner)
+        elif option.required:
+            raise ConfigError(f"option {option.name!r} (for {owner}) is required: {option.help}")
+        else:
+            resolved[option.name] = option.default
+    return resolved
+
+
+def reject_unknown(given: Iterable[str], known: Iterable[str], owner: str) -> None:
+    """Raise :class:`ConfigError` naming every key of ``given`` not in ``known``."""
+    known_set = set(known)
+    unknown = sorted(set(given) - known_set)
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {unknown} for {owner}; valid options: {sorted(known_set)}"
+        )

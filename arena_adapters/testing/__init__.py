@@ -1,0 +1,1 @@
+"""Testing kit for arena-adapters plugins: golden vectors and conformance contract tests."""
