@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create .venv and install the core, the three first-party plugins and the test tools, editable.
+# torch is installed first, pinned, so that no CUDA wheels are pulled in by a bare requirement.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet torch==2.13.0
+.venv/bin/python -m pip install --quiet \
+    -e ".[all,testing]" \
+    -e "plugins/gr00t[testing]" \
+    -e "plugins/openpi[testing]" \
+    -e "plugins/openvla[server,testing]"
+echo "bootstrap: installed into $(pwd)/.venv"
