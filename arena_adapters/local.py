@@ -32,7 +32,7 @@ from arena_adapters.hookspecs import hookimpl
 from arena_adapters.importing import import_object
 from arena_adapters.observations import describe, select_rows
 from arena_adapters.options import Option
-from arena_adapters.parts import Health, Observation, Query
+from arena_adapters.parts import EnvIds, Health, Observation, Query
 from arena_adapters.records import (
     ANY_PROTOCOL,
     ActionTranslatorRecord,
@@ -69,7 +69,7 @@ class CallableTransport:
         """Call the callable with the request."""
         return self.policy(request)
 
-    def reset(self, env_ids: np.ndarray | None) -> None:
+    def reset(self, env_ids: EnvIds | None) -> None:
         """Call the callable's ``reset(env_ids)`` if it has one."""
         reset = getattr(self.policy, "reset", None)
         if callable(reset):

@@ -46,10 +46,9 @@ def describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         dtype = str(value.dtype).removeprefix("torch.")
         return f"{dtype} {tuple(value.shape)} on {value.device}"
-    shape = getattr(value, "shape", None)
-    dtype = getattr(value, "dtype", None)
-    if shape is not None and dtype is not None:
-        return f"{dtype} {tuple(shape)} ({type(value).__name__})"
+    shape, array_dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is not None and array_dtype is not None:
+        return f"{array_dtype} {tuple(shape)} ({type(value).__name__})"
     return type(value).__name__
 
 

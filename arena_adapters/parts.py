@@ -17,10 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 import numpy as np
+import numpy.typing as npt
 import torch
+
+EnvIds = npt.NDArray[np.int64]
+"""Host array of env ids (int64)."""
 
 Observation = Mapping[str, Any]
 """An Isaac Lab style observation: nested dicts of tensors whose first axis is num_envs."""
@@ -39,7 +43,7 @@ class Query:
     """
 
     env_ids: torch.Tensor
-    env_ids_host: np.ndarray
+    env_ids_host: EnvIds
     device: torch.device
     num_envs: int
     instructions: tuple[str, ...] = ()
@@ -128,7 +132,7 @@ class InferenceTransport(Protocol):
         """
         ...
 
-    def reset(self, env_ids: np.ndarray | None) -> None:
+    def reset(self, env_ids: EnvIds | None) -> None:
         """Tell the server that these envs (``None``: all) started new episodes, where the protocol
         has a reset; otherwise do nothing."""
         ...
@@ -186,12 +190,20 @@ class ProbeReport:
         return "" if self.steps else "no step was run"
 
 
-def has_on_connect(part: object) -> bool:
+class ReadsServerMetadata(Protocol):
+    """A translator with the optional ``on_connect(transport)`` method."""
+
+    def on_connect(self, transport: InferenceTransport) -> None:
+        """Read what the translator needs from the server, once, before the first query."""
+        ...
+
+
+def has_on_connect(part: object) -> TypeGuard[ReadsServerMetadata]:
     """True when ``part`` implements the optional ``on_connect(transport)`` method."""
     return callable(getattr(part, "on_connect", None))
 
 
-def instructions_for(texts: Sequence[str] | None, env_ids_host: np.ndarray) -> tuple[str, ...]:
+def instructions_for(texts: Sequence[str] | None, env_ids_host: EnvIds) -> tuple[str, ...]:
     """Pick the per-env instructions of the queried envs (``""`` where none was set)."""
     if not texts:
         return ("",) * len(env_ids_host)

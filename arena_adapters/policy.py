@@ -16,6 +16,7 @@ from arena_adapters.observations import batch_size_and_device
 from arena_adapters.options import Option, reject_unknown, resolve_options
 from arena_adapters.parts import (
     ActionTranslator,
+    EnvIds,
     InferenceTransport,
     Observation,
     ObservationTranslator,
@@ -121,7 +122,7 @@ class Policy:
         self.transport.connect()
         for translator in (self.observation_translator, self.action_translator):
             if has_on_connect(translator):
-                translator.on_connect(self.transport)  # type: ignore[attr-defined]
+                translator.on_connect(self.transport)
         self._connected = True
 
     def close(self) -> None:
@@ -170,7 +171,7 @@ class Policy:
             raise ConfigError(f"option 'device': policy configured for {hint}, observations are on {device}")
         return num_envs, device
 
-    def _query(self, observation: Observation, scheduler: ActionChunkScheduler, env_ids: np.ndarray) -> None:
+    def _query(self, observation: Observation, scheduler: ActionChunkScheduler, env_ids: EnvIds) -> None:
         num_envs = batch_size_and_device(observation)[0]
         if num_envs != scheduler.num_envs:
             raise ObservationError(f"observation has {num_envs} envs first, expected num_envs={scheduler.num_envs}")
@@ -198,7 +199,7 @@ class Policy:
 
     # ------------------------------------------------------------------ resets, instructions
 
-    def reset(self, env_ids: Sequence[int] | np.ndarray | torch.Tensor | None = None) -> None:
+    def reset(self, env_ids: Sequence[int] | EnvIds | torch.Tensor | None = None) -> None:
         """Start new episodes for ``env_ids`` (``None``: all envs): their stored chunks are dropped
         and the server is told where the protocol has a reset."""
         self._check_open()
@@ -210,7 +211,7 @@ class Policy:
                 self.connect()
             self.transport.reset(ids)
 
-    def set_instruction(self, text: str, env_ids: Sequence[int] | np.ndarray | torch.Tensor | None = None) -> None:
+    def set_instruction(self, text: str, env_ids: Sequence[int] | EnvIds | torch.Tensor | None = None) -> None:
         """Set the task instruction sent with observations, for all envs or only ``env_ids``."""
         if env_ids is None:
             self._instruction = text
@@ -224,7 +225,7 @@ class Policy:
         for env_id in _to_host_ids(env_ids).tolist():
             self._instructions_per_env[env_id] = text
 
-    def _instructions_of(self, env_ids: np.ndarray) -> tuple[str, ...]:
+    def _instructions_of(self, env_ids: EnvIds) -> tuple[str, ...]:
         if self._instructions_per_env is None:
             return (self._instruction,) * len(env_ids)
         return tuple(self._instructions_per_env[i] for i in env_ids.tolist())
@@ -235,13 +236,14 @@ class Policy:
         return self._instruction
 
 
-def _to_host_ids(env_ids: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
+def _to_host_ids(env_ids: Sequence[int] | EnvIds | torch.Tensor) -> EnvIds:
     if isinstance(env_ids, torch.Tensor):
         env_ids = env_ids.detach().to("cpu").numpy()
     ids = np.asarray(env_ids)
     if ids.dtype.kind not in "iu" and ids.size:
         raise ConfigError(f"env_ids: expected integer ids, got dtype {ids.dtype}")
-    return np.unique(ids.astype(np.int64).reshape(-1))
+    unique: EnvIds = np.unique(ids.astype(np.int64).reshape(-1))
+    return unique
 
 
 def load_policy(name: str, *, registry: PluginRegistry | None = None, **config: Any) -> Policy:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from arena_adapters.errors import ActionError, ConfigError
+from arena_adapters.parts import EnvIds
 
 Strategy = Literal["replay", "lockstep", "ensemble"]
 STRATEGIES: tuple[str, ...] = ("replay", "lockstep", "ensemble")
@@ -103,7 +104,7 @@ class ActionChunkScheduler:
 
     # ------------------------------------------------------------------------- the step path
 
-    def due_envs(self) -> np.ndarray:
+    def due_envs(self) -> EnvIds:
         """Host int64 array of the envs that need a new chunk before the next :meth:`step`.
 
         Costs O(1) on replay steps; never touches the device.
@@ -146,7 +147,7 @@ class ActionChunkScheduler:
 
     # ------------------------------------------------------------------------ loading chunks
 
-    def load(self, env_ids: np.ndarray, chunk: torch.Tensor) -> None:
+    def load(self, env_ids: EnvIds, chunk: torch.Tensor) -> None:
         """Give the envs ``env_ids`` (host int64, as from :meth:`due_envs`) new chunks.
 
         ``chunk`` is ``(len(env_ids), H, D)``; any ``H >= 1`` works: the env executes
@@ -194,7 +195,7 @@ class ActionChunkScheduler:
         self.requests_per_env[env_ids] += 1
         self.load_calls += 1
 
-    def _ensemble_load(self, env_ids: np.ndarray, ids: torch.Tensor, chunk: torch.Tensor) -> None:
+    def _ensemble_load(self, env_ids: EnvIds, ids: torch.Tensor, chunk: torch.Tensor) -> None:
         horizon = chunk.shape[1]
         if abs(self.ensemble_decay) * self._capacity > _MAX_LOG_WEIGHT_SPAN:
             raise ConfigError(
@@ -233,7 +234,7 @@ class ActionChunkScheduler:
 
     # ------------------------------------------------------------------------------ resets
 
-    def reset(self, env_ids: np.ndarray | None = None) -> None:
+    def reset(self, env_ids: EnvIds | None = None) -> None:
         """Drop the chunks of ``env_ids`` (host int64; ``None``: all envs): they are due at once."""
         if env_ids is None:
             env_ids = np.arange(self.num_envs, dtype=np.int64)
@@ -255,7 +256,7 @@ class ActionChunkScheduler:
         """The longest chunk stored so far (0 before the first load)."""
         return self._capacity
 
-    def remaining(self) -> np.ndarray:
+    def remaining(self) -> EnvIds:
         """Host array: actions each env still has before it is due (0 = due now)."""
         return np.maximum(self._due - self.t, 0)
 

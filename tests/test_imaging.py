@@ -41,7 +41,7 @@ def test_matches_pil_within_one_level(in_size: tuple[int, int], out_size: tuple[
     images = np.stack([_scene(rng, *in_size) for _ in range(3)])
     ours = resize_with_pad(torch.from_numpy(images), *out_size).numpy()
     assert ours.shape == (3, *out_size, 3) and ours.dtype == np.uint8
-    for ours_one, image in zip(ours, images):
+    for ours_one, image in zip(ours, images, strict=True):
         difference = np.abs(ours_one.astype(int) - _pil_resize_with_pad(image, *out_size).astype(int))
         assert difference.max() <= 1
 

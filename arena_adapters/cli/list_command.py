@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from arena_adapters.cli.command import Command
 from arena_adapters.errors import PluginError, UnknownAdapterError
@@ -19,14 +20,12 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     for name, info in sorted(registry.plugins().items()):
         protocol = "?"
         if not args.no_load and name not in registry.blocked:
-            try:
+            with contextlib.suppress(PluginError, UnknownAdapterError):
                 protocol = registry.adapter(name).protocol or "?"
-            except (PluginError, UnknownAdapterError):
-                pass
         rows.append((name, info.distribution, info.version, protocol, registry.status(name)))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4])
     return 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 GOLDEN_DIR_ENV = "ARENA_ADAPTERS_GOLDEN_DIR"
 
@@ -61,7 +62,7 @@ class GoldenCase:
     @cached_property
     def data(self) -> bytes:
         """The recorded bytes."""
-        return (self.directory / self.entry["file"]).read_bytes()
+        return (self.directory / str(self.entry["file"])).read_bytes()
 
     @property
     def message(self) -> Any:
@@ -91,12 +92,12 @@ class GoldenJson:
     separators: tuple[str, str]
 
 
-def ramp(dtype: np.dtype[Any], shape: tuple[int, ...]) -> np.ndarray:
+def ramp(dtype: np.dtype[Any], shape: tuple[int, ...]) -> npt.NDArray[Any]:
     """The README's ``"ramp"`` fill of ``dtype`` and ``shape`` (C order)."""
     count = int(np.prod(shape)) if shape else 1
     index = np.arange(count)
     if dtype.kind == "b":
-        values: np.ndarray = (index % 2).astype(bool)
+        values: npt.NDArray[Any] = (index % 2).astype(bool)
     elif dtype.kind in "iu":
         values = index % 251
     else:
@@ -104,7 +105,7 @@ def ramp(dtype: np.dtype[Any], shape: tuple[int, ...]) -> np.ndarray:
     return values.astype(dtype).reshape(shape)
 
 
-def rebuild_array(spec: dict[str, Any]) -> np.ndarray:
+def rebuild_array(spec: dict[str, Any]) -> npt.NDArray[Any]:
     """Build the numpy array an ``{"$array": spec}`` marker stands for."""
     dtype = np.dtype(spec["dtype"])
     shape = tuple(int(n) for n in spec["shape"])
@@ -185,7 +186,7 @@ def strict_differences(actual: Any, expected: Any, path: str = "$") -> Iterator[
         if len(actual) != len(expected):
             yield f"{path}: length {len(actual)} != {len(expected)}"
             return
-        for index, (a, e) in enumerate(zip(actual, expected)):
+        for index, (a, e) in enumerate(zip(actual, expected, strict=True)):
             yield from strict_differences(a, e, f"{path}[{index}]")
     elif isinstance(expected, float) and expected != expected:
         if actual == actual:
@@ -200,7 +201,7 @@ def assert_strictly_equal(actual: Any, expected: Any) -> None:
     assert not differences, "\n".join(differences[:20])
 
 
-def _order(array: np.ndarray) -> str:
+def _order(array: npt.NDArray[Any]) -> str:
     if array.ndim <= 1 or array.flags.c_contiguous:
         return "C"
     return "F" if array.flags.f_contiguous else "strided"
