@@ -63,9 +63,9 @@ class Option:
 
 
 def _convert(value: Any, expected: type, name: str, where: str) -> Any:
-    if value is None or expected is object or isinstance(value, expected) and not (
+    if value is None or expected is object or (isinstance(value, expected) and not (
         expected is int and isinstance(value, bool)
-    ):
+    )):
         return value
     if isinstance(value, str):
         try:

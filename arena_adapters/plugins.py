@@ -200,7 +200,7 @@ class PluginRegistry:
             plugin: Any = importlib.import_module(module_name)
             for part in filter(None, attribute.split(".")):
                 plugin = getattr(plugin, part)
-        except Exception as exc:  # noqa: BLE001 - any import failure is reported, not fatal
+        except Exception as exc:  # whatever a plugin's import raises is reported, never fatal
             self._fail(name, f"import of {info.module!r} failed: {type(exc).__name__}: {exc}")
         self.register_plugin(plugin, name)
 
@@ -219,12 +219,12 @@ class PluginRegistry:
         try:
             self._manager.register(plugin, name=name)
             self._manager.check_pending()
-        except Exception as exc:  # noqa: BLE001 - pluggy raises several types for bad hooks
+        except Exception as exc:  # pluggy raises several types for bad hook implementations
             self._unregister(plugin)
             self._fail(name, f"invalid hook implementation: {exc}")
         try:
             records = self._collect(plugin)
-        except Exception as exc:  # noqa: BLE001 - a hook raising is a plugin failure
+        except Exception as exc:  # a hook that raises is a plugin failure
             self._unregister(plugin)
             self._fail(name, f"a hook raised {type(exc).__name__}: {exc}")
         problem = self._validate(records) if records else "it registered no adapter or part"
