@@ -109,6 +109,9 @@ class AdapterRecord:
         protocol: the wire protocol, for listings.
         defaults: option values used unless the user gives others (e.g. ``{"execute_steps": 8}``).
         reference_server, probe: optional part names for ``arena-adapters serve`` / ``ping``.
+        example_observation: optional ``fn(num_envs, device) -> observation``: a valid Isaac Lab style
+            observation for this adapter's default translators (used by the conformance kit,
+            ``arena-adapters check`` and examples).
     """
 
     name: str
@@ -120,6 +123,7 @@ class AdapterRecord:
     defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     reference_server: str | None = None
     probe: str | None = None
+    example_observation: Callable[..., Any] | None = None
 
     @property
     def kind(self) -> str:

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "arena_adapters.cli.info_command",
     "arena_adapters.cli.ping_command",
     "arena_adapters.cli.serve_command",
+    "arena_adapters.cli.check_command",
 )
 
 
