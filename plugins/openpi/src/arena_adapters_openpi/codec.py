@@ -1,0 +1,198 @@
+"""The openpi wire codec: msgpack with numpy arrays as openpi's ``msgpack_numpy`` writes them.
+
+Byte-compatible with ``openpi_client.msgpack_numpy`` (see PROTOCOLS.md section 2):
+
+- an ``ndarray`` becomes a 4-entry map whose keys are msgpack **bin**, in this order:
+  ``b"__ndarray__": True``, ``b"data"``: the raw C-order bytes, ``b"dtype"``: ``dtype.str``,
+  ``b"shape"``: the shape as an array (Fortran-ordered arrays are sent C-ordered);
+- a numpy scalar becomes ``{b"__npgeneric__": True, b"data": item(), b"dtype": dtype.str}``, except
+  ``np.float64``, ``np.str_`` and ``np.bytes_``, which are subclasses of Python types and pack as
+  plain float / str / bin;
+- object, complex and structured (void) dtypes are refused.
+
+Decoding never uses pickle: arrays are read-only, zero-copy views of the received bytes, built only
+for plain numeric, bool, string and datetime dtypes, and only after the shape, the dtype and the
+byte count were checked against :class:`DecodeLimits`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from arena_adapters.errors import ProtocolError
+
+ARRAY_MARKER = b"__ndarray__"
+SCALAR_MARKER = b"__npgeneric__"
+REFUSED_KINDS = frozenset("VOc")
+"""dtype kinds neither side accepts: structured/void, object, complex."""
+DECODABLE_KINDS = frozenset("biufSUmM")
+"""dtype kinds the decoder builds arrays of."""
+MAX_NDIM = 32
+
+
+class EncodeError(ProtocolError, TypeError):
+    """A value cannot be written in the openpi wire format."""
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Bounds that keep a malformed or hostile message from exhausting memory.
+
+    Attributes:
+        max_message_bytes: the largest message accepted (``None``: no limit).
+        max_array_bytes: the largest single array payload accepted (``None``: no limit).
+    """
+
+    max_message_bytes: int | None = 256 * 2**20
+    max_array_bytes: int | None = 256 * 2**20
+
+
+DEFAULT_LIMITS = DecodeLimits()
+UNLIMITED = DecodeLimits(None, None)
+
+
+def _encode_numpy(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in REFUSED_KINDS:
+            raise EncodeError(f"cannot send arrays of dtype {value.dtype} (object/complex/structured are refused)")
+        if value.dtype.itemsize == 0 or value.dtype.hasobject:
+            data: Any = value.tobytes()
+        else:
+            flat = value.reshape(-1) if value.flags.c_contiguous else np.ascontiguousarray(value).reshape(-1)
+            data = flat.view(np.uint8).data
+        return {ARRAY_MARKER: True, b"data": data, b"dtype": value.dtype.str, b"shape": value.shape}
+    if isinstance(value, np.generic):
+        if value.dtype.kind in REFUSED_KINDS:
+            raise EncodeError(f"cannot send scalars of dtype {value.dtype} (object/complex/structured are refused)")
+        return {SCALAR_MARKER: True, b"data": value.item(), b"dtype": value.dtype.str}
+    raise EncodeError(
+        f"cannot send a {type(value).__module__}.{type(value).__qualname__} over openpi: "
+        "use numpy arrays, numbers, str, bytes, lists and dicts"
+    )
+
+
+_local = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    packer: msgpack.Packer | None = getattr(_local, "packer", None)
+    if packer is None:
+        packer = msgpack.Packer(default=_encode_numpy, use_bin_type=True)
+        _local.packer = packer
+    return packer
+
+
+def encode(value: Any) -> bytes:
+    """Return the openpi wire bytes of ``value`` (an observation, a reply, metadata, ...).
+
+    Raises:
+        EncodeError: a value of an unsupported type or dtype.
+    """
+    packer = _packer()
+    try:
+        return packer.pack(value)  # type: ignore[no-any-return]
+    except EncodeError:
+        packer.reset()
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        packer.reset()
+        raise EncodeError(f"cannot encode value for openpi: {exc}") from exc
+
+
+@lru_cache(maxsize=256)
+def _dtype_of(text: str | bytes) -> np.dtype[Any]:
+    if isinstance(text, bytes):
+        text = text.decode("ascii")
+    dtype = np.dtype(text)
+    if dtype.kind not in DECODABLE_KINDS or dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+        raise ValueError(f"dtype {text!r} (kind {dtype.kind!r}) is not accepted")
+    return dtype
+
+
+def _checked_dtype(text: Any) -> np.dtype[Any]:
+    if not isinstance(text, (str, bytes)) or len(text) > 64:
+        raise ProtocolError(f"openpi array: dtype must be a short str, got {type(text).__name__}")
+    try:
+        return _dtype_of(text)
+    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"openpi array: unacceptable dtype {text!r}: {exc}") from None
+
+
+def _decode_array(node: dict[Any, Any], limits: DecodeLimits) -> np.ndarray[Any, Any]:
+    try:
+        data, dtype_text, shape = node[b"data"], node[b"dtype"], node[b"shape"]
+    except KeyError as exc:
+        raise ProtocolError(f"openpi array map lacks key {exc.args[0]!r}: has {list(node)}") from None
+    dtype = _checked_dtype(dtype_text)
+    if not isinstance(data, (bytes, bytearray)):
+        raise ProtocolError(f"openpi array: data must be bin, got {type(data).__name__}")
+    if (
+        not isinstance(shape, (list, tuple))
+        or len(shape) > MAX_NDIM
+        or not all(type(n) is int and n >= 0 for n in shape)
+    ):
+        raise ProtocolError(f"openpi array: shape must be a list of at most {MAX_NDIM} ints >= 0, got {shape!r}")
+    expected = math.prod(shape) * dtype.itemsize
+    if expected != len(data):
+        raise ProtocolError(
+            f"openpi array: {dtype.str} {tuple(shape)} needs {expected} bytes of data, got {len(data)}"
+        )
+    if limits.max_array_bytes is not None and expected > limits.max_array_bytes:
+        raise ProtocolError(f"openpi array of {expected} bytes exceeds max_array_bytes={limits.max_array_bytes}")
+    return np.ndarray(shape=tuple(shape), dtype=dtype, buffer=data)
+
+
+def _decode_scalar(node: dict[Any, Any]) -> np.generic:
+    try:
+        data, dtype_text = node[b"data"], node[b"dtype"]
+    except KeyError as exc:
+        raise ProtocolError(f"openpi scalar map lacks key {exc.args[0]!r}: has {list(node)}") from None
+    dtype = _checked_dtype(dtype_text)
+    if not isinstance(data, (bool, int, float, str, bytes)):
+        raise ProtocolError(f"openpi scalar: data must be a number, str or bin, got {type(data).__name__}")
+    try:
+        return dtype.type(data)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ProtocolError(f"openpi scalar: {data!r} is not a valid {dtype.str}: {exc}") from None
+
+
+def _object_hook(limits: DecodeLimits) -> Any:
+    def hook(node: dict[Any, Any]) -> Any:
+        if ARRAY_MARKER in node:
+            return _decode_array(node, limits)
+        if SCALAR_MARKER in node:
+            return _decode_scalar(node)
+        return node
+
+    return hook
+
+
+_DEFAULT_HOOK = _object_hook(DEFAULT_LIMITS)
+
+
+def decode(data: bytes | bytearray | memoryview | str, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
+    """Decode openpi wire bytes; arrays come back as read-only numpy views of ``data``.
+
+    Raises:
+        ProtocolError: the bytes are not msgpack, exceed ``limits``, or hold an unacceptable array.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtocolError(f"openpi message: expected binary data, got {type(data).__name__}")
+    if limits.max_message_bytes is not None and len(data) > limits.max_message_bytes:
+        raise ProtocolError(
+            f"openpi message of {len(data)} bytes exceeds max_message_bytes={limits.max_message_bytes}"
+        )
+    hook = _DEFAULT_HOOK if limits is DEFAULT_LIMITS else _object_hook(limits)
+    try:
+        return msgpack.unpackb(data, object_hook=hook, raw=False)
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+        raise ProtocolError(f"openpi message is not valid msgpack: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,167 @@
+"""The ``openpi`` plugin's hook implementations: parts, the adapter, reference server and probe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arena_adapters import hookimpl
+from arena_adapters.options import Option
+from arena_adapters.records import (
+    ActionTranslatorRecord,
+    AdapterRecord,
+    ObservationTranslatorRecord,
+    ProbeRecord,
+    ReferenceServerRecord,
+    TransportRecord,
+)
+from arena_adapters_openpi.actions import OpenpiActions
+from arena_adapters_openpi.endpoints import DEFAULT_ENDPOINT, DEFAULT_PORT
+from arena_adapters_openpi.examples import droid_observation
+from arena_adapters_openpi.observations import EMBODIMENTS, STATE_WIRE_DTYPES, OpenpiObservations
+from arena_adapters_openpi.probe import probe_server
+from arena_adapters_openpi.server import start_server
+from arena_adapters_openpi.transport import WebsocketTransport
+
+PROTOCOL = "openpi"
+
+
+def _positive(value: float) -> bool:
+    return bool(value > 0)
+
+
+def _at_least_one(value: int) -> bool:
+    return bool(value >= 1)
+
+
+def _not_negative(value: float) -> bool:
+    return bool(value >= 0)
+
+
+TRANSPORT_OPTIONS = (
+    Option("endpoint", str, DEFAULT_ENDPOINT, "ws://HOST:PORT of the openpi server; comma-separate replicas"),
+    Option("timeout", float, 30.0, "seconds per inference request, reconnects included",
+           check=_positive, check_text="a number > 0"),
+    Option("connect_timeout", float, 10.0, "seconds for connect + handshake + metadata frame",
+           check=_positive, check_text="a number > 0"),
+    Option("api_key", str, None, "sent as 'Authorization: Api-Key <key>'"),
+    Option("max_concurrency", int, 16, "env requests in flight at once (connection pool size)",
+           check=_at_least_one, check_text="an int >= 1"),
+    Option("reconnect_attempts", int, 2, "reconnects per request after a refused or stale connection",
+           check=_not_negative, check_text="an int >= 0"),
+    Option("reconnect_backoff", float, 0.05, "seconds before the first reconnect (doubled each time)",
+           check=_not_negative, check_text="a number >= 0"),
+    Option("keepalive_interval", float, 20.0, "seconds between keepalive pings (0: none)",
+           check=_not_negative, check_text="a number >= 0"),
+    Option("keepalive_timeout", float, None, "seconds to wait for a pong (default: max(20, timeout))"),
+    Option("max_message_bytes", int, 64 * 2**20, "largest reply/metadata frame accepted",
+           check=_at_least_one, check_text="an int >= 1"),
+    Option("max_array_bytes", int, 64 * 2**20, "largest array in a reply accepted",
+           check=_at_least_one, check_text="an int >= 1"),
+)
+
+OBSERVATION_OPTIONS = (
+    Option("embodiment", str, "droid", "wire observation layout", choices=EMBODIMENTS),
+    Option("paths", object, None, "observation paths by field, a map or 'field=path,field=a+b' (see README)"),
+    Option("image_size", int, 224, "cameras are resized with padding to this square size (0: as is)",
+           check=_not_negative, check_text="an int >= 0"),
+    Option("state_dtype", str, "float64", "dtype of state vectors on the wire", choices=tuple(STATE_WIRE_DTYPES)),
+)
+
+ACTION_OPTIONS = (
+    Option("action_dim", int, None, "use the first action_dim columns of each chunk (default: all)",
+           check=_at_least_one, check_text="an int >= 1"),
+    Option("actions_key", str, "actions", "reply key of the action chunk"),
+)
+
+SERVER_OPTIONS = (
+    Option("port", int, DEFAULT_PORT, "port to listen on (0: a free port)"),
+    Option("metadata", object, None, "metadata frame sent on connect: a map or JSON text (default policy.metadata)"),
+    Option("infer_in_thread", bool, False, "run inference in a thread pool instead of on the event loop"),
+    Option("workers", int, 16, "inference threads with infer_in_thread", check=_at_least_one, check_text="an int >= 1"),
+    Option("api_key", str, None, "reject handshakes without 'Authorization: Api-Key <key>' (stock server: none)"),
+    Option("action_horizon", int, 10, "built-in test policy: actions per chunk", check=_at_least_one,
+           check_text="an int >= 1"),
+    Option("delay", float, 0.0, "built-in test policy: seconds of simulated inference", check=_not_negative,
+           check_text="a number >= 0"),
+)
+
+PROBE_OPTIONS = (
+    Option("embodiment", str, "droid", "layout of the synthetic observation", choices=EMBODIMENTS),
+    Option("api_key", str, None, "sent as 'Authorization: Api-Key <key>'"),
+    Option("prompt", str, "pick up the cup", "prompt of the synthetic observation"),
+    Option("action_dim", int, None, "expected action size (default: the embodiment's 8/7/14)"),
+    Option("repeats", int, 3, "extra inferences timed for the warm latency", check=_not_negative,
+           check_text="an int >= 0"),
+)
+
+
+@hookimpl
+def register_transports(register: Any) -> None:
+    register(TransportRecord(
+        name="openpi.websocket",
+        protocol=PROTOCOL,
+        factory=WebsocketTransport,
+        description="openpi WebSocket + msgpack-numpy client; envs fanned out over a connection pool",
+        options=TRANSPORT_OPTIONS,
+        capabilities=frozenset({"metadata", "concurrent"}),
+    ))
+
+
+@hookimpl
+def register_observation_translators(register: Any) -> None:
+    register(ObservationTranslatorRecord(
+        name="openpi.observations",
+        protocol=PROTOCOL,
+        factory=OpenpiObservations,
+        description="Isaac Lab observations -> openpi DROID / LIBERO / ALOHA observations (224x224 resize-with-pad)",
+        options=OBSERVATION_OPTIONS,
+    ))
+
+
+@hookimpl
+def register_action_translators(register: Any) -> None:
+    register(ActionTranslatorRecord(
+        name="openpi.actions",
+        protocol=PROTOCOL,
+        factory=OpenpiActions,
+        description="openpi 'actions' (H, D) replies -> (k, H, action_dim) float32 on the env device",
+        options=ACTION_OPTIONS,
+    ))
+
+
+@hookimpl
+def register_adapters(register: Any) -> None:
+    register(AdapterRecord(
+        name="openpi",
+        protocol=PROTOCOL,
+        transport="openpi.websocket",
+        observation_translator="openpi.observations",
+        action_translator="openpi.actions",
+        description="openpi policy servers (pi0 / pi0-FAST / pi05) over WebSocket; DROID by default",
+        defaults={"execute_steps": 8},
+        reference_server="openpi.server",
+        probe="openpi.probe",
+        example_observation=droid_observation,
+    ))
+
+
+@hookimpl
+def register_reference_servers(register: Any) -> None:
+    register(ReferenceServerRecord(
+        name="openpi.server",
+        protocol=PROTOCOL,
+        factory=start_server,
+        description="openpi-compatible WebSocket policy server (metadata frame, /healthz, traceback + 1011)",
+        options=SERVER_OPTIONS,
+    ))
+
+
+@hookimpl
+def register_probes(register: Any) -> None:
+    register(ProbeRecord(
+        name="openpi.probe",
+        protocol=PROTOCOL,
+        factory=probe_server,
+        description="/healthz, metadata frame, one synthetic inference, reply shape, latencies",
+        options=PROBE_OPTIONS,
+    ))

@@ -1,0 +1,85 @@
+"""Shared fixtures of the openpi plugin tests: golden cases, reference servers, observations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from arena_adapters.testing.golden import GoldenCase, find_golden_dir, load_cases, rebuild
+from arena_adapters_openpi.server import ReferenceServer, start_server
+
+ServerFactory = Callable[..., ReferenceServer]
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    directory = find_golden_dir(__file__)
+    assert directory is not None, "shared/golden not found beside the repository"
+    return directory
+
+
+@pytest.fixture(scope="session")
+def openpi_cases(golden_dir: Path) -> dict[str, GoldenCase]:
+    cases = {case.name: case for case in load_cases(golden_dir, "openpi")}
+    assert len(cases) == 15
+    return cases
+
+
+def _zero_d_fixed(value: Any, tree: Any) -> Any:
+    """Work around ``golden.rebuild_array`` turning 0-d arrays into shape (1,) (np.ascontiguousarray)."""
+    if isinstance(tree, dict) and len(tree) == 1 and next(iter(tree)).startswith("$"):
+        marker, body = next(iter(tree.items()))
+        if marker == "$array" and body["shape"] == []:
+            return value.reshape(())
+        return value
+    if isinstance(tree, dict):
+        return {key: _zero_d_fixed(value[key], sub) for key, sub in tree.items()}
+    if isinstance(tree, list):
+        return [_zero_d_fixed(v, t) for v, t in zip(value, tree, strict=True)]
+    return value
+
+
+@pytest.fixture(scope="session")
+def rebuild_tree() -> Callable[[Any], Any]:
+    """Rebuild a golden TREE into its Python value (0-d arrays kept 0-d)."""
+
+    def rebuild_fixed(tree: Any) -> Any:
+        return _zero_d_fixed(rebuild(tree), tree)
+
+    return rebuild_fixed
+
+
+@pytest.fixture
+def server_factory() -> Iterator[ServerFactory]:
+    """Start reference servers on free loopback ports; all are stopped after the test."""
+    started: list[ReferenceServer] = []
+
+    def make(policy: Any = None, **options: Any) -> ReferenceServer:
+        options.setdefault("port", 0)
+        server = start_server(policy, "127.0.0.1", **options)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(server_factory: ServerFactory) -> ReferenceServer:
+    """A faithful reference server with the built-in test policy."""
+    return server_factory()
+
+
+def expected_chunk(state: np.ndarray, horizon: int = 10) -> np.ndarray:
+    """What the built-in test policy returns for ``state``: ``state + 0.01 * t`` in float32."""
+    steps = (0.01 * np.arange(horizon, dtype=np.float32))[:, None]
+    return state.astype(np.float32)[None, :] + steps
+
+
+@pytest.fixture(scope="session")
+def builtin_chunk() -> Callable[..., np.ndarray]:
+    return expected_chunk
