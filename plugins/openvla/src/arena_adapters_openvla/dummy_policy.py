@@ -1,0 +1,55 @@
+"""Deterministic test policies for the reference server: the dummy rules of the golden captures.
+
+The golden replies in ``shared/golden/openvla`` were recorded from the real ``deploy.py`` servers
+running these rules, so a client can check the exact values it gets back:
+
+- OpenVLA: ``[mean R/255, mean G/255, mean B/255, height, width, len(instruction),
+  1.0 if unnorm_key else 0.0]``, float64 ``(7,)``.
+- OFT: ``chunk_size`` rows; row ``i`` is ``[mean R/255, mean G/255, mean B/255, height, width,
+  len(instruction), number of keys containing "wrist" + sum(state)] + i``, float64. With
+  ``action_dim`` other than 7 the base row is cut or padded with zeros before adding ``i``.
+
+Means are over the ``full_image``/``image`` pixels per channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+
+def _image_features(image: Any, instruction: Any) -> list[float]:
+    pixels = np.asarray(image)
+    if pixels.ndim != 3 or pixels.shape[-1] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {pixels.shape}")
+    means = pixels.mean(axis=(0, 1)) / 255
+    return [*(float(m) for m in means), float(pixels.shape[0]), float(pixels.shape[1]), float(len(instruction))]
+
+
+class DummyOpenVlaPolicy:
+    """OpenVLA's rule: one float64 ``(7,)`` action from ``image``, ``instruction``, ``unnorm_key``."""
+
+    def __call__(self, payload: Mapping[str, Any]) -> np.ndarray:
+        features = _image_features(payload["image"], payload["instruction"])
+        return np.array([*features, 1.0 if payload.get("unnorm_key") else 0.0], dtype=np.float64)
+
+
+class DummyOftPolicy:
+    """OFT's rule: a chunk of ``chunk_size`` float64 ``(action_dim,)`` actions, as a list."""
+
+    def __init__(self, chunk_size: int = 8, action_dim: int = 7) -> None:
+        if chunk_size < 1 or action_dim < 1:
+            raise ValueError(f"chunk_size and action_dim must be >= 1, got {chunk_size}, {action_dim}")
+        self.chunk_size = chunk_size
+        self.action_dim = action_dim
+
+    def __call__(self, payload: Mapping[str, Any]) -> list[np.ndarray]:
+        features = _image_features(payload["full_image"], payload["instruction"])
+        wrist_count = sum(1 for key in payload if "wrist" in key)
+        state_sum = float(np.sum(payload["state"])) if "state" in payload else 0.0
+        base = np.zeros(self.action_dim, dtype=np.float64)
+        row = np.array([*features, wrist_count + state_sum], dtype=np.float64)[: self.action_dim]
+        base[: len(row)] = row
+        return [base + i for i in range(self.chunk_size)]

@@ -1,0 +1,102 @@
+"""Hook implementations: the ``openvla`` adapter and its parts.
+
+``load_policy("openvla", endpoint="http://127.0.0.1:8000", instruction="pick up the cup")`` talks to
+an OpenVLA ``deploy.py`` server; add ``variant="oft"`` for an OpenVLA-OFT server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arena_adapters import hookimpl
+from arena_adapters.records import (
+    ActionTranslatorRecord,
+    AdapterRecord,
+    ObservationTranslatorRecord,
+    ProbeRecord,
+    ReferenceServerRecord,
+    TransportRecord,
+)
+from arena_adapters_openvla.actions import OpenVlaActions
+from arena_adapters_openvla.observations import make_observation_translator
+from arena_adapters_openvla.options import (
+    ACTION_OPTIONS,
+    OBSERVATION_OPTIONS,
+    PROBE_OPTIONS,
+    PROTOCOL,
+    SERVER_OPTIONS,
+    TRANSPORT_OPTIONS,
+)
+from arena_adapters_openvla.probe import probe_server
+from arena_adapters_openvla.server import start_reference_server
+from arena_adapters_openvla.transport import HttpTransport
+
+
+@hookimpl
+def register_transports(register: Any) -> None:
+    register(TransportRecord(
+        name="openvla.http",
+        protocol=PROTOCOL,
+        factory=HttpTransport,
+        description="HTTP POST /act with json_numpy bodies (OpenVLA / OpenVLA-OFT deploy.py)",
+        options=TRANSPORT_OPTIONS,
+        capabilities=frozenset({"concurrent"}),
+    ))
+
+
+@hookimpl
+def register_observation_translators(register: Any) -> None:
+    register(ObservationTranslatorRecord(
+        name="openvla.observations",
+        protocol=PROTOCOL,
+        factory=make_observation_translator,
+        description="one camera + instruction (OpenVLA), or full/wrist images + state + instruction (OFT)",
+        options=OBSERVATION_OPTIONS,
+    ))
+
+
+@hookimpl
+def register_action_translators(register: Any) -> None:
+    register(ActionTranslatorRecord(
+        name="openvla.actions",
+        protocol=PROTOCOL,
+        factory=OpenVlaActions,
+        description="one action (OpenVLA) or a list of actions (OFT chunk) -> (k, K, action_dim)",
+        options=ACTION_OPTIONS,
+    ))
+
+
+@hookimpl
+def register_adapters(register: Any) -> None:
+    register(AdapterRecord(
+        name="openvla",
+        protocol=PROTOCOL,
+        transport="openvla.http",
+        observation_translator="openvla.observations",
+        action_translator="openvla.actions",
+        description="OpenVLA / OpenVLA-OFT deploy.py servers over HTTP + json_numpy (variant=openvla|oft)",
+        reference_server="openvla.server",
+        probe="openvla.probe",
+    ))
+
+
+@hookimpl
+def register_reference_servers(register: Any) -> None:
+    register(ReferenceServerRecord(
+        name="openvla.server",
+        protocol=PROTOCOL,
+        factory=start_reference_server,
+        description="FastAPI POST /act like deploy.py, backed by any callable (needs the 'server' extra)",
+        options=SERVER_OPTIONS,
+    ))
+
+
+@hookimpl
+def register_probes(register: Any) -> None:
+    register(ProbeRecord(
+        name="openvla.probe",
+        protocol=PROTOCOL,
+        factory=probe_server,
+        description="GET /openapi.json, one synthetic observation, reply shape, latency",
+        options=PROBE_OPTIONS,
+    ))
