@@ -1,0 +1,33 @@
+"""arena-adapters plugin for Isaac-GR00T policy servers (ZeroMQ REQ/REP + msgpack).
+
+- :mod:`~arena_adapters_gr00t.codec`: the wire codec, byte-identical to upstream's ``MsgSerializer``;
+- :mod:`~arena_adapters_gr00t.transport`: :class:`Gr00tTransport`, a REQ client with real timeouts;
+- :mod:`~arena_adapters_gr00t.droid` and :mod:`~arena_adapters_gr00t.translators`: DROID and
+  config-driven translators (:mod:`~arena_adapters_gr00t.embodiment` describes the config);
+- :mod:`~arena_adapters_gr00t.server`: a reference server; :mod:`~arena_adapters_gr00t.probe`: the probe.
+"""
+
+from __future__ import annotations
+
+from arena_adapters_gr00t.codec import decode, encode
+from arena_adapters_gr00t.embodiment import EmbodimentSpec, load_spec
+from arena_adapters_gr00t.modality import ActionConfig, ModalityConfig
+from arena_adapters_gr00t.reference_policy import ReferencePolicy
+from arena_adapters_gr00t.server import ReferenceServer, start_reference_server
+from arena_adapters_gr00t.translators import Gr00tActions, Gr00tObservations
+from arena_adapters_gr00t.transport import Gr00tTransport
+
+__all__ = [
+    "ActionConfig",
+    "EmbodimentSpec",
+    "Gr00tActions",
+    "Gr00tObservations",
+    "Gr00tTransport",
+    "ModalityConfig",
+    "ReferencePolicy",
+    "ReferenceServer",
+    "decode",
+    "encode",
+    "load_spec",
+    "start_reference_server",
+]

@@ -1,0 +1,103 @@
+"""DROID (``OXE_DROID``): Isaac Lab Arena's DROID observations <-> the GR00T N1.6-DROID server.
+
+The upstream DROID example (``examples/DROID/main_gr00t.py``) talks to a server started with
+``--use-sim-policy-wrapper``, i.e. the *flat* format, and sends, in this key order::
+
+    video.exterior_image_1_left   uint8   (B, 1, 180, 320, 3)   resize-with-pad of the exterior camera
+    video.wrist_image_left        uint8   (B, 1, 180, 320, 3)
+    state.joint_position          float32 (B, 1, 7)
+    state.gripper_position        float32 (B, 1, 1)
+    annotation.language.language_instruction   [str] * B
+
+It resizes with openpi's PIL ``resize_with_pad`` (aspect kept, zero padding); here the same resize is
+done batched on the tensor's device (:func:`arena_adapters.imaging.resize_with_pad`). The reply's
+``action.joint_position`` (B, 32, 7) and ``action.gripper_position`` (B, 32, 1) become a (B, 32, 8)
+chunk; the example executes 8 actions per query (the adapter's default ``execute_steps``) and
+binarizes the gripper at 0.5 (``gripper_threshold=0.5`` here; off by default).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arena_adapters.options import Option
+from arena_adapters_gr00t import protocol
+from arena_adapters_gr00t.embodiment import ActionGroupSpec, CameraSpec, EmbodimentSpec, StateSpec, parse_image_size
+from arena_adapters_gr00t.translators import Gr00tActions, Gr00tObservations
+
+EXTERIOR_CAMERA = "exterior_image_1_left"
+WRIST_CAMERA = "wrist_image_left"
+JOINT_POSITION = "joint_position"
+GRIPPER_POSITION = "gripper_position"
+LANGUAGE_KEY = "annotation.language.language_instruction"
+IMAGE_SIZE = (180, 320)
+ACTION_HORIZON = 32
+JOINTS = 7
+
+DEFAULT_PATHS = {
+    "exterior_camera": "camera_obs.external_camera_rgb",
+    "wrist_camera": "camera_obs.wrist_camera_rgb",
+    "joint_pos": "policy.joint_pos",
+    "gripper_pos": "policy.gripper_pos",
+}
+
+FORMAT_OPTION = Option("format", str, protocol.FLAT, "observation format of the server: flat "
+                       "(--use-sim-policy-wrapper, as the DROID example) or nested", choices=protocol.FORMATS)
+
+OBSERVATION_OPTIONS: tuple[Option, ...] = (
+    FORMAT_OPTION,
+    Option("exterior_camera", str, DEFAULT_PATHS["exterior_camera"], "observation path of the exterior RGB camera"),
+    Option("wrist_camera", str, DEFAULT_PATHS["wrist_camera"], "observation path of the wrist RGB camera"),
+    Option("joint_pos", str, DEFAULT_PATHS["joint_pos"], "observation path of the 7 arm joint positions"),
+    Option("gripper_pos", str, DEFAULT_PATHS["gripper_pos"], "observation path of the gripper position"),
+    Option("image_size", object, IMAGE_SIZE, "(height, width) images are resized-with-pad to"),
+)
+
+ACTION_OPTIONS: tuple[Option, ...] = (
+    FORMAT_OPTION,
+    Option("gripper_threshold", float, None, "binarize the gripper action at this value (the DROID example "
+           "uses 0.5); default: pass it through"),
+)
+
+
+def droid_spec(
+    *,
+    format: str = protocol.FLAT,
+    exterior_camera: str = DEFAULT_PATHS["exterior_camera"],
+    wrist_camera: str = DEFAULT_PATHS["wrist_camera"],
+    joint_pos: str = DEFAULT_PATHS["joint_pos"],
+    gripper_pos: str = DEFAULT_PATHS["gripper_pos"],
+    image_size: Any = IMAGE_SIZE,
+    gripper_threshold: float | None = None,
+) -> EmbodimentSpec:
+    """The DROID embodiment spec with the given Isaac Lab observation paths."""
+    return EmbodimentSpec(
+        format=format,
+        cameras=(CameraSpec(exterior_camera, EXTERIOR_CAMERA), CameraSpec(wrist_camera, WRIST_CAMERA)),
+        states=(StateSpec(joint_pos, JOINT_POSITION), StateSpec(gripper_pos, GRIPPER_POSITION)),
+        language_key=LANGUAGE_KEY,
+        image_size=parse_image_size(image_size),
+        actions=(
+            ActionGroupSpec(JOINT_POSITION, JOINTS),
+            ActionGroupSpec(GRIPPER_POSITION, 1, binarize=gripper_threshold),
+        ),
+        action_dim=JOINTS + 1,
+    )
+
+
+def droid_observations(
+    format: str = protocol.FLAT,
+    exterior_camera: str = DEFAULT_PATHS["exterior_camera"],
+    wrist_camera: str = DEFAULT_PATHS["wrist_camera"],
+    joint_pos: str = DEFAULT_PATHS["joint_pos"],
+    gripper_pos: str = DEFAULT_PATHS["gripper_pos"],
+    image_size: Any = IMAGE_SIZE,
+) -> Gr00tObservations:
+    """The DROID observation translator (factory of ``gr00t.droid``)."""
+    return Gr00tObservations(droid_spec(format=format, exterior_camera=exterior_camera, wrist_camera=wrist_camera,
+                                        joint_pos=joint_pos, gripper_pos=gripper_pos, image_size=image_size))
+
+
+def droid_actions(format: str = protocol.FLAT, gripper_threshold: float | None = None) -> Gr00tActions:
+    """The DROID action translator (factory of ``gr00t.droid``): (B, 32, 7) + (B, 32, 1) -> (B, 32, 8)."""
+    return Gr00tActions(droid_spec(format=format, gripper_threshold=gripper_threshold))

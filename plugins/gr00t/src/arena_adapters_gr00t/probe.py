@@ -1,0 +1,232 @@
+"""``arena-adapters ping gr00t``: check a live GR00T server (ours or upstream's) end to end.
+
+Steps: ``ping``; ``get_modality_config``; one synthetic observation built from what the server
+describes (or from the configured embodiment when it describes nothing) sent to ``get_action``;
+a check of the reply's keys and shapes; then a few more ``get_action`` calls for latency figures.
+Server faults are reported as failed steps, never raised.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from arena_adapters.errors import AdapterError, ConfigError, ServerError
+from arena_adapters.options import Option
+from arena_adapters.parts import ProbeReport, ProbeStep
+from arena_adapters_gr00t import droid, protocol
+from arena_adapters_gr00t.embodiment import EmbodimentSpec, load_spec, parse_image_size
+from arena_adapters_gr00t.modality import ModalityConfig
+from arena_adapters_gr00t.transport import Gr00tTransport
+
+AUTO = "auto"
+
+PROBE_OPTIONS: tuple[Option, ...] = (
+    Option("endpoint", str, protocol.DEFAULT_ENDPOINT, "server address tcp://HOST:PORT"),
+    Option("timeout", float, 10.0, "seconds per request"),
+    Option("token", str, None, "API token (same as api_token)"),
+    Option("api_token", str, None, "API token sent with every request"),
+    Option("format", str, AUTO, "observation format to send: flat, nested, or auto (flat, then nested)",
+           choices=(AUTO, *protocol.FORMATS)),
+    Option("protocol_version", str, protocol.N16, "server generation: n1.6 (and later) or n1.5"),
+    Option("batch", int, 1, "batch size B of the synthetic observation", check=lambda v: v >= 1,
+           check_text="an int >= 1"),
+    Option("image_size", object, droid.IMAGE_SIZE, "camera size of the synthetic observation, e.g. 180x320"),
+    Option("state_dims", object, None, "state dimensions, e.g. joint_position=7,gripper_position=1 "
+           "(default: DROID's, else from --config, else 1)"),
+    Option("config", object, None, "embodiment config (YAML path or dict) used when the server describes nothing"),
+    Option("instruction", str, "pick up the cup", "language instruction of the synthetic observation"),
+    Option("repeat", int, 5, "extra get_action calls for latency figures", check=lambda v: v >= 0,
+           check_text="an int >= 0"),
+)
+
+_DROID_STATE_DIMS = {droid.JOINT_POSITION: droid.JOINTS, droid.GRIPPER_POSITION: 1}
+
+
+class _Probe:
+    def __init__(self, transport: Gr00tTransport, report: ProbeReport) -> None:
+        self.transport = transport
+        self.report = report
+
+    def step(self, name: str, action: Callable[[], tuple[bool, str, Any]]) -> tuple[bool, Any]:
+        started = time.perf_counter()
+        try:
+            ok, detail, value = action()
+        except AdapterError as exc:
+            ok, detail, value = False, str(exc), None
+        except Exception as exc:
+            ok, detail, value = False, f"{type(exc).__name__}: {exc}", None
+        self.report.steps.append(ProbeStep(name, ok, time.perf_counter() - started, detail))
+        return ok, value
+
+
+def probe_server(
+    endpoint: str = protocol.DEFAULT_ENDPOINT,
+    timeout: float = 10.0,
+    *,
+    token: str | None = None,
+    api_token: str | None = None,
+    format: str = AUTO,
+    protocol_version: str = protocol.N16,
+    batch: int = 1,
+    image_size: Any = droid.IMAGE_SIZE,
+    state_dims: Any = None,
+    config: Any = None,
+    instruction: str = "pick up the cup",
+    repeat: int = 5,
+) -> ProbeReport:
+    """Probe a GR00T server; returns one :class:`ProbeStep` per check (factory of ``gr00t.probe``).
+
+    Raises:
+        ConfigError: only for invalid options (server faults become failed steps).
+    """
+    size = parse_image_size(image_size) or droid.IMAGE_SIZE
+    dims = _parse_state_dims(state_dims)
+    fallback = load_spec(config) if config is not None else droid_fallback()
+    version = protocol.check_protocol_version(protocol_version)
+    formats = [protocol.FLAT] if version == protocol.N15 else (
+        [protocol.FLAT, protocol.NESTED] if format == AUTO else [format])
+    report = ProbeReport(endpoint=protocol.normalize_endpoint(endpoint))
+    transport = Gr00tTransport(endpoint, timeout, api_token=token or api_token, protocol_version=version)
+    probe = _Probe(transport, report)
+    try:
+        ok, _ = probe.step("ping", lambda: _ping(transport))
+        if not ok:
+            return report
+        _, configs = probe.step("get_modality_config", lambda: _modality(transport, fallback))
+        configs = configs or _configs_of(fallback)
+        observations = {fmt: synthetic_observation(configs, fmt, batch, size, _dims(configs, dims, fallback),
+                                                   instruction) for fmt in formats}
+        ok, sent = probe.step(f"get_action (B={batch})", lambda: _first_accepted(transport, observations))
+        if not ok:
+            return report
+        fmt, action = sent
+        probe.step("reply shapes", lambda: _check_reply(action, configs, fmt, batch))
+        if repeat:
+            probe.step(f"latency x{repeat}", lambda: _latency(transport, observations[fmt], repeat))
+        return report
+    finally:
+        transport.close()
+
+
+def droid_fallback() -> EmbodimentSpec:
+    """The DROID spec, used to describe a server that describes nothing."""
+    return droid.droid_spec()
+
+
+def _ping(transport: Gr00tTransport) -> tuple[bool, str, Any]:
+    reply = transport.ping()
+    ok = isinstance(reply, dict) and reply.get("status") == "ok"
+    return ok, f"{reply!r}" if ok else f"unexpected ping reply {reply!r}", reply
+
+
+def _modality(transport: Gr00tTransport, fallback: EmbodimentSpec) -> tuple[bool, str, Any]:
+    configs = transport.get_modality_config()
+    if not configs:
+        return True, "the server describes nothing; using the configured embodiment", None
+    missing = [m for m in (protocol.VIDEO, protocol.STATE, protocol.ACTION, protocol.LANGUAGE) if m not in configs]
+    detail = "; ".join(f"{name} {list(c.modality_keys)} T={c.horizon}" for name, c in configs.items())
+    if missing:
+        return False, f"no {missing} in the reply: {detail}", configs
+    return True, detail, configs
+
+
+def _configs_of(spec: EmbodimentSpec) -> dict[str, ModalityConfig]:
+    configs = {
+        protocol.VIDEO: ModalityConfig((0,) * (spec.video_horizon or 1), tuple(c.wire or "" for c in spec.cameras)),
+        protocol.STATE: ModalityConfig((0,) * (spec.state_horizon or 1), tuple(s.wire or "" for s in spec.states)),
+        protocol.LANGUAGE: ModalityConfig((0,), (spec.language_key or "",)),
+    }
+    if spec.actions is not None:
+        configs[protocol.ACTION] = ModalityConfig(tuple(range(spec.action_horizon or 0)),
+                                                  tuple(a.wire for a in spec.actions))
+    return configs
+
+
+def _parse_state_dims(value: Any) -> dict[str, int]:
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+            return {name.strip(): int(dim) for name, dim in pairs}
+        except ValueError:
+            raise ConfigError(f"option 'state_dims': expected name=dim,name=dim, got {value!r}") from None
+    if isinstance(value, Mapping):
+        return {str(k): int(v) for k, v in value.items()}
+    raise ConfigError(f"option 'state_dims': expected name=dim pairs or a dict, got {value!r}")
+
+
+def _dims(configs: Mapping[str, ModalityConfig], given: Mapping[str, int], spec: EmbodimentSpec) -> dict[str, int]:
+    from_spec = {s.wire: len(s.indices) for s in spec.states if s.wire and s.indices is not None}
+    keys = configs[protocol.STATE].short_keys(protocol.STATE) if protocol.STATE in configs else ()
+    return {key: given.get(key) or from_spec.get(key) or _DROID_STATE_DIMS.get(key) or 1 for key in keys}
+
+
+def synthetic_observation(configs: Mapping[str, ModalityConfig], fmt: str, batch: int, image_size: tuple[int, int],
+                          state_dims: Mapping[str, int], instruction: str) -> dict[str, Any]:
+    """A well-formed observation for the described modalities (ramp images, zero states)."""
+    video, state, language = (configs.get(m) for m in (protocol.VIDEO, protocol.STATE, protocol.LANGUAGE))
+    height, width = image_size
+    videos = {key: (np.arange(batch * video.horizon * height * width * 3) % 251).astype(np.uint8).reshape(
+        batch, video.horizon, height, width, 3) for key in video.short_keys(protocol.VIDEO)} if video else {}
+    states = {key: np.zeros((batch, state.horizon, state_dims.get(key, 1)), np.float32)
+              for key in state.short_keys(protocol.STATE)} if state else {}
+    language_keys = language.modality_keys if language else ()
+    if fmt == protocol.FLAT:
+        flat: dict[str, Any] = {f"video.{k}": v for k, v in videos.items()}
+        flat.update({f"state.{k}": v for k, v in states.items()})
+        flat.update({key: [instruction] * batch for key in language_keys})
+        return flat
+    return {protocol.VIDEO: videos, protocol.STATE: states,
+            protocol.LANGUAGE: {key: [[instruction]] * batch for key in language_keys}}
+
+
+def _first_accepted(transport: Gr00tTransport, observations: Mapping[str, dict[str, Any]]) -> tuple[bool, str, Any]:
+    errors = []
+    for fmt, observation in observations.items():
+        try:
+            action, _ = transport.get_action(observation)
+        except AdapterError as exc:
+            if len(observations) == 1 or not isinstance(exc, ServerError):
+                raise
+            errors.append(f"{fmt}: {exc}")
+            continue
+        return True, f"{fmt} observation accepted", (fmt, action)
+    return False, "the server refused every format: " + " | ".join(errors), None
+
+
+def _check_reply(action: Any, configs: Mapping[str, ModalityConfig], fmt: str, batch: int) -> tuple[bool, str, Any]:
+    if not isinstance(action, dict):
+        return False, f"the action is a {type(action).__name__}, not a map", None
+    config = configs.get(protocol.ACTION)
+    prefix = "action." if fmt == protocol.FLAT else ""
+    keys = [prefix + k for k in config.short_keys(protocol.ACTION)] if config else list(action)
+    problems, shapes = [], []
+    for key in keys:
+        value = action.get(key)
+        if not isinstance(value, np.ndarray):
+            problems.append(f"{key} missing" if value is None else f"{key} is a {type(value).__name__}")
+            continue
+        shapes.append(f"{key} {value.dtype} {value.shape}")
+        horizon = config.horizon if config else value.shape[1] if value.ndim == 3 else None
+        if value.ndim != 3 or value.shape[0] != batch or value.shape[1] != horizon or value.dtype.kind != "f":
+            problems.append(f"{key}: expected float (B={batch}, H={horizon}, D), got {value.dtype} {value.shape}")
+    if problems:
+        return False, "; ".join(problems), None
+    return True, ", ".join(shapes), None
+
+
+def _latency(transport: Gr00tTransport, observation: dict[str, Any], repeat: int) -> tuple[bool, str, Any]:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        transport.get_action(observation)
+        times.append(time.perf_counter() - started)
+    ms = sorted(t * 1e3 for t in times)
+    detail = f"mean {statistics.fmean(ms):.2f} ms, p50 {statistics.median(ms):.2f} ms, max {ms[-1]:.2f} ms"
+    return True, detail, times
