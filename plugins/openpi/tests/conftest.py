@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from arena_adapters.testing.golden import GoldenCase, find_golden_dir, load_cases, rebuild
 from arena_adapters_openpi.server import ReferenceServer, start_server
+
+from arena_adapters.testing.golden import GoldenCase, find_golden_dir, load_cases, rebuild
 
 ServerFactory = Callable[..., ReferenceServer]
 

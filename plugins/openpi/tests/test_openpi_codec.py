@@ -8,13 +8,14 @@ from typing import Any
 import msgpack
 import numpy as np
 import pytest
-from arena_adapters.errors import ProtocolError
-from arena_adapters.testing.golden import GoldenCase, assert_strictly_equal
 from arena_adapters_openpi.codec import DecodeLimits, EncodeError, decode, encode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from openpi_client import msgpack_numpy
+
+from arena_adapters.errors import ProtocolError
+from arena_adapters.testing.golden import GoldenCase, assert_strictly_equal
 
 BYTES_CASES = [
     "openpi_metadata_empty", "openpi_droid_request", "openpi_droid_reply", "openpi_droid_reply_second",

@@ -9,6 +9,7 @@ code 1011; the connection is then finished and a new one must be opened.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import socket
 import time
 from collections.abc import Mapping
@@ -21,6 +22,9 @@ from websockets.sync.client import ClientConnection, connect
 from arena_adapters.errors import ProtocolError, ServerError, TransportError, TransportTimeout
 from arena_adapters_openpi.codec import DecodeLimits, decode
 from arena_adapters_openpi.endpoints import Endpoint
+
+# websockets >= 17 warns unless a directly used connection is asked for explicitly.
+_DIRECT = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
 
 INTERNAL_ERROR = 1011
 MESSAGE_TOO_BIG = 1009
@@ -104,6 +108,7 @@ class Connection:
                 ping_timeout=settings.keepalive_timeout,
                 close_timeout=settings.close_timeout,
                 proxy=None,
+                **_DIRECT,
             )
         except TimeoutError:
             raise TransportTimeout(

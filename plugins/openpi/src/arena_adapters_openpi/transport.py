@@ -291,6 +291,9 @@ class WebsocketTransport:
             except TransportTimeout as exc:
                 slot.discard(abort=True)
                 raise _with_prefix(exc, index, count, attempt) from None
+            except ProtocolError as exc:
+                slot.discard(abort=True)
+                raise ProtocolError(f"{_which(index, count)}{exc}") from None
             except ServerError as exc:
                 slot.discard(abort=True)
                 raise ServerError(f"{_which(index, count)}{exc}", exc.server_message) from None
