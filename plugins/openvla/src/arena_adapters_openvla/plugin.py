@@ -18,6 +18,7 @@ from arena_adapters.records import (
     TransportRecord,
 )
 from arena_adapters_openvla.actions import OpenVlaActions
+from arena_adapters_openvla.examples import example_observation
 from arena_adapters_openvla.observations import make_observation_translator
 from arena_adapters_openvla.options import (
     ACTION_OPTIONS,
@@ -77,6 +78,7 @@ def register_adapters(register: Any) -> None:
         description="OpenVLA / OpenVLA-OFT deploy.py servers over HTTP + json_numpy (variant=openvla|oft)",
         reference_server="openvla.server",
         probe="openvla.probe",
+        example_observation=example_observation,
     ))
 
 

@@ -1,0 +1,255 @@
+"""The HTTP transport against the reference server (both variants) and against misbehaving servers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from arena_adapters_openvla.endpoints import parse_endpoints
+from arena_adapters_openvla.probe import synthetic_payload
+from arena_adapters_openvla.server import ReferenceServer
+from arena_adapters_openvla.transport import HttpTransport
+
+from arena_adapters.errors import ConfigError, ProtocolError, ServerError, TransportError, TransportTimeout
+
+Canned = Callable[[dict[str, tuple[Any, ...]]], Any]
+ServerFactory = Callable[..., ReferenceServer]
+IMAGE = (np.arange(224 * 224 * 3) % 251).astype(np.uint8).reshape(224, 224, 3)
+GOLDEN_ACTION = [0.49003007452981195, 0.4900281987795118, 0.4900263230292117, 224.0, 224.0, 15.0, 1.0]
+
+
+def _payload(instruction: str = "pick up the cup", **extra: Any) -> dict[str, Any]:
+    return {"image": IMAGE, "instruction": instruction, **extra}
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_openvla_replies_are_bare_float64_actions_in_env_order(openvla_server: ReferenceServer, encoded: bool) -> None:
+    with HttpTransport(openvla_server.endpoint, encoded=encoded) as transport:
+        replies = transport.infer([_payload(unnorm_key="bridge_orig"), _payload("x"), _payload("go")])
+    assert [reply.dtype.str for reply in replies] == ["<f8"] * 3
+    assert replies[0].tolist() == GOLDEN_ACTION
+    assert [reply[5] for reply in replies] == [15.0, 1.0, 2.0]
+    assert [reply[6] for reply in replies] == [1.0, 0.0, 0.0]
+
+
+def test_a_single_payload_dict_gives_a_single_reply(openvla_server: ReferenceServer) -> None:
+    with HttpTransport(openvla_server.endpoint) as transport:
+        reply = transport.infer(_payload(unnorm_key="bridge_orig"))
+    assert isinstance(reply, np.ndarray) and reply.tolist() == GOLDEN_ACTION
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_oft_replies_are_lists_of_chunk_rows(oft_server: ReferenceServer, encoded: bool) -> None:
+    payload = synthetic_payload("oft", image_size=32, wrist_images=2, state_dim=8)
+    with HttpTransport(oft_server.endpoint, encoded=encoded) as transport:
+        (reply,) = transport.infer([payload])
+    assert isinstance(reply, list) and len(reply) == 8
+    rows = np.stack(reply)
+    assert rows.shape == (8, 7) and rows.dtype == np.float64
+    assert rows[:, 3:6].tolist() == [[32.0 + i, 32.0 + i, 15.0 + i] for i in range(8)]
+    assert rows[:, 6].tolist() == pytest.approx([2.0 + i for i in range(8)])  # two wrist keys + sum(state) = 0
+
+
+@pytest.mark.parametrize("chunk_size, action_dim", [(25, 14), (5, 7)])
+def test_oft_chunk_shape_comes_from_the_server(start_server: ServerFactory, chunk_size: int, action_dim: int) -> None:
+    server = start_server(variant="oft", chunk_size=chunk_size, action_dim=action_dim)
+    with HttpTransport(server.endpoint) as transport:
+        (reply,) = transport.infer([synthetic_payload("oft", image_size=16, state_dim=action_dim)])
+    assert np.stack(reply).shape == (chunk_size, action_dim)
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_server_error_reply_raises_server_error(openvla_server: ReferenceServer, encoded: bool) -> None:
+    with HttpTransport(openvla_server.endpoint, encoded=encoded) as transport, pytest.raises(ServerError) as caught:
+        transport.infer([{"instruction": "no image"}])
+    assert caught.value.server_message == "error"
+    assert "answered \"error\"" in str(caught.value)
+
+
+def test_a_body_fastapi_rejects_raises_protocol_error_with_422(openvla_server: ReferenceServer) -> None:
+    with HttpTransport(openvla_server.endpoint) as transport, pytest.raises(ProtocolError, match="422"):
+        transport.infer(["a JSON string, not an object"])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    "reply, match",
+    [
+        ((405, b'{"detail":"Method Not Allowed"}'), "405.*OpenVLA deploy.py server"),
+        ((500, b"Internal Server Error", "text/plain"), "500.*server failure"),
+        ((503, b"", "text/plain"), "503"),
+        ((401, b"", "text/plain"), "api_key"),
+        ((200, b"<html>not json</html>", "text/html"), "undecodable reply"),
+        ((200, b'"some other text"'), "unexpected string reply"),
+    ],
+)
+def test_http_failures_and_undecodable_bodies_raise_protocol_errors(
+    canned_server: Canned, reply: tuple[Any, ...], match: str
+) -> None:
+    server = canned_server({"POST /act": reply})
+    with HttpTransport(server.endpoint) as transport, pytest.raises(ProtocolError, match=match):
+        transport.infer([_payload()])
+
+
+def test_encoded_form_needs_a_string_reply(canned_server: Canned) -> None:
+    server = canned_server({"POST /act": (200, b'{"__numpy__":"AAAAAAAA8D8=","dtype":"<f8","shape":[1]}')})
+    with HttpTransport(server.endpoint, encoded=True) as transport, pytest.raises(ProtocolError, match="JSON string"):
+        transport.infer([_payload()])
+
+
+def test_slow_server_raises_transport_timeout(start_server: ServerFactory) -> None:
+    release = threading.Event()
+
+    def slow_policy(payload: dict[str, Any]) -> np.ndarray:
+        release.wait(10)
+        return np.zeros(7)
+
+    server = start_server(slow_policy)
+    try:
+        with HttpTransport(server.endpoint, timeout=0.3) as transport, pytest.raises(TransportTimeout, match="0.3 s"):
+            transport.infer([_payload()])
+    finally:
+        release.set()
+
+
+def test_refused_connection_raises_transport_error_not_timeout(start_server: ServerFactory) -> None:
+    server = start_server()
+    endpoint = server.endpoint
+    server.stop()
+    with HttpTransport(endpoint, timeout=2.0) as transport, pytest.raises(TransportError) as caught:
+        transport.infer([_payload()])
+    assert not isinstance(caught.value, TransportTimeout)
+    assert "cannot connect" in str(caught.value)
+
+
+class InFlightBarrier:
+    """A policy that returns only once ``parties`` calls are running at the same time."""
+
+    def __init__(self, parties: int) -> None:
+        self.barrier = threading.Barrier(parties, timeout=10)
+
+    def __call__(self, payload: dict[str, Any]) -> np.ndarray:
+        self.barrier.wait()
+        return np.full(7, float(len(payload["instruction"])))
+
+
+def test_max_concurrency_overlaps_requests_to_one_server(start_server: ServerFactory) -> None:
+    server = start_server(InFlightBarrier(4))
+    with HttpTransport(server.endpoint, max_concurrency=4) as transport:
+        replies = transport.infer([_payload("x" * n) for n in range(1, 5)])
+    assert [reply[0] for reply in replies] == [1.0, 2.0, 3.0, 4.0]
+    assert server.stats.max_in_flight == 4
+
+
+def test_default_concurrency_sends_one_request_at_a_time(start_server: ServerFactory) -> None:
+    server = start_server()
+    with HttpTransport(server.endpoint) as transport:
+        replies = transport.infer([_payload("x" * n) for n in range(1, 7)])
+    assert [reply[5] for reply in replies] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert server.stats.requests == 6 and server.stats.max_in_flight == 1
+
+
+def test_replicas_share_the_requests_and_keep_env_order(start_server: ServerFactory) -> None:
+    first = start_server(lambda payload: np.array([1.0, len(payload["instruction"])]))
+    second = start_server(lambda payload: np.array([2.0, len(payload["instruction"])]))
+    with HttpTransport(f"{first.endpoint}, {second.endpoint}", max_concurrency=1) as transport:
+        assert transport.slots == 2
+        replies = transport.infer([_payload("x" * n) for n in range(1, 7)])
+    assert [reply[1] for reply in replies] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert first.stats.requests >= 1 and second.stats.requests >= 1
+    assert first.stats.requests + second.stats.requests == 6
+    assert {reply[0] for reply in replies} == {1.0, 2.0}
+
+
+def test_first_failure_of_a_concurrent_fan_out_is_raised(start_server: ServerFactory) -> None:
+    server = start_server()
+    with HttpTransport(server.endpoint, max_concurrency=3) as transport, pytest.raises(ServerError):
+        transport.infer([_payload(), {"instruction": "no image"}, _payload()])
+
+
+def test_health_checks_openapi_lists_post_act(
+    openvla_server: ReferenceServer, canned_server: Canned
+) -> None:
+    with HttpTransport(openvla_server.endpoint) as transport:
+        health = transport.health()
+        assert health.ok and "POST /act" in health.detail
+        assert transport.metadata() == {}
+    other = canned_server({"GET /openapi.json": (200, b'{"paths": {"/predict": {"post": {}}}}')})
+    with HttpTransport(other.endpoint) as transport:
+        health = transport.health()
+    assert not health.ok and "/act route" in health.detail
+
+
+def test_health_of_a_dead_server_is_not_ok_and_does_not_raise(start_server: ServerFactory) -> None:
+    server = start_server()
+    endpoint = server.endpoint
+    server.stop()
+    with HttpTransport(endpoint, timeout=1.0) as transport:
+        health = transport.health()
+    assert not health.ok and "ConnectError" in health.detail
+
+
+@pytest.mark.parametrize(
+    "header, sent", [("Authorization", "Bearer s3cret"), ("X-API-Key", "s3cret")]
+)
+def test_api_key_is_sent_with_every_request(
+    canned_server: Canned, header: str, sent: str
+) -> None:
+    server = canned_server({"POST /act": (200, b'{"__numpy__":"AAAAAAAA8D8=","dtype":"<f8","shape":[1]}')})
+    with HttpTransport(server.endpoint, api_key="s3cret", api_key_header=header) as transport:
+        assert transport.infer([_payload()])[0].tolist() == [1.0]
+        transport.health()
+    assert [headers.get(header) for headers in server.headers] == [sent, sent]
+    assert server.headers[0]["Content-Type"] == "application/json"
+
+
+def test_requests_reuse_one_keep_alive_connection(openvla_server: ReferenceServer) -> None:
+    with HttpTransport(openvla_server.endpoint) as transport:
+        for _ in range(3):
+            transport.infer([_payload()])
+        client = transport._client
+        assert client is not None
+        assert len(client._transport._pool.connections) == 1  # type: ignore[attr-defined]
+
+
+def test_close_is_idempotent_and_connect_reopens(openvla_server: ReferenceServer) -> None:
+    transport = HttpTransport(openvla_server.endpoint)
+    transport.close()
+    assert transport.infer([_payload()])[0].shape == (7,)
+    transport.close()
+    transport.close()
+    assert transport.infer(_payload()).shape == (7,)
+    transport.close()
+
+
+def test_construction_does_no_io() -> None:
+    transport = HttpTransport("http://127.0.0.1:9", timeout=0.5)
+    transport.close()
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("http://127.0.0.1:8000", ("http://127.0.0.1:8000",)),
+        ("127.0.0.1:8777/act", ("http://127.0.0.1:8777",)),
+        ("localhost", ("http://localhost:8000",)),
+        ("https://proxy.example/openvla/", ("https://proxy.example/openvla",)),
+        ("http://[::1]:8000, http://127.0.0.1:8001/act/", ("http://[::1]:8000", "http://127.0.0.1:8001")),
+    ],
+)
+def test_endpoints_are_normalized(text: str, expected: tuple[str, ...]) -> None:
+    assert parse_endpoints(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", " , ", "tcp://127.0.0.1:5555", "http://", "http://host:notaport"])
+def test_bad_endpoints_are_config_errors(text: str) -> None:
+    with pytest.raises(ConfigError, match="endpoint"):
+        parse_endpoints(text)
+
+
+@pytest.mark.parametrize("options", [{"timeout": 0}, {"max_concurrency": 0}])
+def test_bad_transport_options_are_config_errors(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        HttpTransport("http://127.0.0.1:8000", **options)
