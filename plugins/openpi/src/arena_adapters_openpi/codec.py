@@ -17,10 +17,8 @@ byte count were checked against :class:`DecodeLimits`.
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import msgpack
@@ -106,8 +104,11 @@ def encode(value: Any) -> bytes:
         raise EncodeError(f"cannot encode value for openpi: {exc}") from exc
 
 
-@lru_cache(maxsize=256)
-def _dtype_of(text: str | bytes) -> np.dtype[Any]:
+_DTYPE_CACHE: dict[str | bytes, np.dtype[Any]] = {}
+_DTYPE_CACHE_SIZE = 256
+
+
+def _parse_dtype(text: str | bytes) -> np.dtype[Any]:
     if isinstance(text, bytes):
         text = text.decode("ascii")
     dtype = np.dtype(text)
@@ -117,12 +118,18 @@ def _dtype_of(text: str | bytes) -> np.dtype[Any]:
 
 
 def _checked_dtype(text: Any) -> np.dtype[Any]:
+    cached = _DTYPE_CACHE.get(text) if isinstance(text, (str, bytes)) else None
+    if cached is not None:
+        return cached
     if not isinstance(text, (str, bytes)) or len(text) > 64:
         raise ProtocolError(f"openpi array: dtype must be a short str, got {type(text).__name__}")
     try:
-        return _dtype_of(text)
-    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+        dtype = _parse_dtype(text)
+    except (TypeError, ValueError, UnicodeDecodeError, SyntaxError) as exc:
         raise ProtocolError(f"openpi array: unacceptable dtype {text!r}: {exc}") from None
+    if len(_DTYPE_CACHE) < _DTYPE_CACHE_SIZE:
+        _DTYPE_CACHE[text] = dtype
+    return dtype
 
 
 def _decode_array(node: dict[Any, Any], limits: DecodeLimits) -> np.ndarray[Any, Any]:
@@ -131,22 +138,23 @@ def _decode_array(node: dict[Any, Any], limits: DecodeLimits) -> np.ndarray[Any,
     except KeyError as exc:
         raise ProtocolError(f"openpi array map lacks key {exc.args[0]!r}: has {list(node)}") from None
     dtype = _checked_dtype(dtype_text)
-    if not isinstance(data, (bytes, bytearray)):
+    if type(data) is not bytes:
         raise ProtocolError(f"openpi array: data must be bin, got {type(data).__name__}")
-    if (
-        not isinstance(shape, (list, tuple))
-        or len(shape) > MAX_NDIM
-        or not all(type(n) is int and n >= 0 for n in shape)
-    ):
-        raise ProtocolError(f"openpi array: shape must be a list of at most {MAX_NDIM} ints >= 0, got {shape!r}")
-    expected = math.prod(shape) * dtype.itemsize
+    if type(shape) is not list or len(shape) > MAX_NDIM:
+        raise ProtocolError(f"openpi array: shape must be a list of at most {MAX_NDIM} ints, got {shape!r}")
+    count = 1
+    for size in shape:
+        if type(size) is not int or size < 0:
+            raise ProtocolError(f"openpi array: shape must hold ints >= 0, got {shape!r}")
+        count *= size
+    expected = count * dtype.itemsize
     if expected != len(data):
         raise ProtocolError(
             f"openpi array: {dtype.str} {tuple(shape)} needs {expected} bytes of data, got {len(data)}"
         )
     if limits.max_array_bytes is not None and expected > limits.max_array_bytes:
         raise ProtocolError(f"openpi array of {expected} bytes exceeds max_array_bytes={limits.max_array_bytes}")
-    return np.ndarray(shape=tuple(shape), dtype=dtype, buffer=data)
+    return np.frombuffer(data, dtype).reshape(shape)
 
 
 def _decode_scalar(node: dict[Any, Any]) -> np.generic:
