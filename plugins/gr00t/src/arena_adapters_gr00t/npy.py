@@ -84,12 +84,17 @@ def header_bytes(array: NDArray[Any]) -> bytes:
 
 
 def data_buffer(array: NDArray[Any]) -> Any:
-    """A buffer of the array's data in the order its header declares (no copy when contiguous)."""
+    """The array's data as a flat uint8 buffer, in the order its header declares (no copy when the
+    array is C- or Fortran-contiguous)."""
+    if array.nbytes == 0:
+        return b""
     if array.flags.c_contiguous:
-        return array if array.ndim else array.reshape(1)
-    if array.flags.f_contiguous:
-        return array.T
-    return np.ascontiguousarray(array)
+        flat = array.reshape(-1)
+    elif array.flags.f_contiguous:
+        flat = array.T.reshape(-1)
+    else:
+        flat = np.ascontiguousarray(array).reshape(-1)
+    return flat.view(np.uint8)
 
 
 def to_npy(array: NDArray[Any]) -> bytes:

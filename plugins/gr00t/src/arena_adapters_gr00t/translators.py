@@ -62,7 +62,7 @@ class Gr00tObservations:
     def __init__(self, spec: EmbodimentSpec | Mapping[str, Any] | str, format: str | None = None) -> None:
         self.spec = load_spec(spec).with_format(format)
         self._resolved: EmbodimentSpec | None = None
-        self._index_cache: dict[tuple[str, torch.device], torch.Tensor] = {}
+        self._index_cache: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}
 
     def on_connect(self, transport: Any) -> None:
         """Read the server's modality configs and complete/check the spec against them."""
@@ -135,13 +135,13 @@ class Gr00tObservations:
             if max(indices) >= rows.shape[1]:
                 raise ObservationError(f"observation {path!r}: the config selects columns {list(indices)}, "
                                        f"got {describe(state)}")
-            rows = rows.index_select(1, self._indices(path, indices, rows.device))
+            rows = rows.index_select(1, self._indices(indices, rows.device))
         rows = rows.to(torch.float32).unsqueeze(1)
         horizon = spec.state_horizon or 1
         return rows if horizon == 1 else rows.expand(-1, horizon, -1)
 
-    def _indices(self, path: str, indices: tuple[int, ...], device: torch.device) -> torch.Tensor:
-        key = (path, device)
+    def _indices(self, indices: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        key = (indices, device)
         cached = self._index_cache.get(key)
         if cached is None:
             cached = torch.tensor(indices, dtype=torch.long, device=device)

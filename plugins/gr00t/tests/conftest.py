@@ -1,0 +1,126 @@
+"""Shared fixtures of the gr00t plugin tests: golden cases, reference servers, DROID observations."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from arena_adapters.testing.golden import GoldenCase, find_golden_dir, load_cases, rebuild, rebuild_array
+from arena_adapters_gr00t.modality import ModalityConfig, is_modality_config_map
+from arena_adapters_gr00t.server import ReferenceServer
+
+
+@pytest.fixture(scope="session")
+def golden_cases() -> dict[str, GoldenCase]:
+    directory = find_golden_dir(__file__)
+    assert directory is not None, "the golden directory (shared/golden) must exist beside the repository"
+    cases = {case.name: case for case in load_cases(directory, "gr00t")}
+    assert cases, "no gr00t golden cases"
+    return cases
+
+
+def _mark_0d(tree: Any) -> Any:
+    # arena_adapters.testing.golden.rebuild_array turns 0-d arrays into shape (1,) (np.ascontiguousarray);
+    # rebuild them ourselves until the core is fixed.
+    if isinstance(tree, list):
+        return [_mark_0d(item) for item in tree]
+    if isinstance(tree, dict):
+        if set(tree) == {"$array"} and tree["$array"]["shape"] == []:
+            return {"$array0d": tree["$array"]}
+        return {key: _mark_0d(value) for key, value in tree.items()}
+    return tree
+
+
+def _on_map(value: dict[str, Any]) -> Any:
+    if set(value) == {"$array0d"}:
+        return rebuild_array(value["$array0d"]).reshape(())
+    if is_modality_config_map(value):
+        return ModalityConfig.from_wire(value)
+    return value
+
+
+def rebuild_gr00t(tree: Any) -> Any:
+    """Rebuild a golden TREE for GR00T: ModalityConfig maps become objects, 0-d arrays stay 0-d."""
+    return rebuild(_mark_0d(tree), on_map=_on_map)
+
+
+@pytest.fixture(scope="session")
+def rebuild_value() -> Callable[[Any], Any]:
+    return rebuild_gr00t
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., ReferenceServer]]:
+    """Start reference servers on free loopback ports; all are stopped after the test."""
+    servers: list[ReferenceServer] = []
+
+    def start(policy: Any = None, port: int = 0, **options: Any) -> ReferenceServer:
+        server = ReferenceServer(policy, "127.0.0.1", port, **options).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server: Callable[..., ReferenceServer]) -> ReferenceServer:
+    """The built-in DROID test policy, flat format (as the gr00t adapter expects)."""
+    return start_server()
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_droid_observation(num_envs: int, height: int = 48, width: int = 64, seed: int = 0) -> dict[str, Any]:
+    """An Isaac Lab Arena DROID observation: two uint8 cameras, 7 joints, gripper (CPU tensors)."""
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "camera_obs": {
+            "external_camera_rgb": torch.randint(0, 256, (num_envs, height, width, 3), dtype=torch.uint8,
+                                                 generator=generator),
+            "wrist_camera_rgb": torch.randint(0, 256, (num_envs, height, width, 3), dtype=torch.uint8,
+                                              generator=generator),
+        },
+        "policy": {
+            "joint_pos": torch.randn(num_envs, 7, generator=generator),
+            "gripper_pos": torch.rand(num_envs, 1, generator=generator),
+        },
+    }
+
+
+@pytest.fixture
+def droid_observation() -> Callable[..., dict[str, Any]]:
+    return make_droid_observation
+
+
+def expected_chunk(state: np.ndarray, horizon: int = 32) -> np.ndarray:
+    """The built-in test policy's rule: state[:, None, :] + 0.01 * arange(horizon), in float32."""
+    ramp = np.float32(0.01) * np.arange(horizon, dtype=np.float32)
+    return state.astype(np.float32)[:, None, :] + ramp[None, :, None]
+
+
+@pytest.fixture
+def expected_actions() -> Callable[..., np.ndarray]:
+    return expected_chunk
+
+
+@pytest.fixture
+def tmp_yaml(tmp_path: Path) -> Callable[[str], Path]:
+    def write(text: str) -> Path:
+        path = tmp_path / "embodiment.yaml"
+        path.write_text(text)
+        return path
+
+    return write

@@ -1,0 +1,152 @@
+"""``load_policy("gr00t")`` end to end against the reference server on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import arena_adapters as aa
+from arena_adapters.errors import ObservationError, ServerError
+from arena_adapters.records import AdapterRecord
+from arena_adapters_gr00t.server import ReferenceServer
+
+Start = Callable[..., ReferenceServer]
+
+
+def test_the_plugin_is_found_by_entry_point() -> None:
+    registry = aa.PluginRegistry()
+    assert "gr00t" in registry.available_adapters()
+    adapter = registry.adapter("gr00t")
+    assert isinstance(adapter, AdapterRecord)
+    assert adapter.defaults["execute_steps"] == 8
+    assert (adapter.transport, adapter.observation_translator) == ("gr00t.zmq", "gr00t.droid")
+
+
+@pytest.mark.parametrize("num_envs", [1, 16])
+def test_droid_end_to_end_values(num_envs: int, server: ReferenceServer,
+                                 droid_observation: Callable[..., dict[str, Any]],
+                                 expected_actions: Callable[..., np.ndarray]) -> None:
+    observation = droid_observation(num_envs)
+    state = torch.cat([observation["policy"]["joint_pos"], observation["policy"]["gripper_pos"]], -1).numpy()
+    chunk = expected_actions(state)
+    with aa.load_policy("gr00t", endpoint=server.endpoint, timeout=5, instruction="pick up the cup") as policy:
+        for step in range(10):
+            actions = policy.get_action(observation)
+            assert actions.shape == (num_envs, 8) and actions.dtype == torch.float32
+            np.testing.assert_array_equal(actions.numpy(), chunk[:, step % 8])
+        assert policy.stats.queries == 2  # 8 steps per chunk; one batched request for all envs each time
+        assert policy.stats.env_requests == 2 * num_envs
+    assert server.requests_served == 1 + 2  # get_modality_config, then two get_action
+
+
+def test_only_due_envs_are_queried_in_one_batch(server: ReferenceServer,
+                                                droid_observation: Callable[..., dict[str, Any]],
+                                                expected_actions: Callable[..., np.ndarray]) -> None:
+    observation = droid_observation(6)
+    requests: list[int] = []
+    with aa.load_policy("gr00t", endpoint=server.endpoint, timeout=5) as policy:
+        transport = policy.transport
+        original = transport.infer
+
+        def counting(request: dict[str, Any]) -> dict[str, Any]:
+            requests.append(len(request["annotation.language.language_instruction"]))
+            return original(request)
+
+        transport.infer = counting  # type: ignore[method-assign]
+        policy.get_action(observation)
+        policy.get_action(observation)
+        policy.reset([1, 4])  # partial reset: no server reset, those envs are due
+        observation["policy"]["joint_pos"][[1, 4]] += 100.0
+        actions = policy.get_action(observation)
+    assert requests == [6, 2]
+    state = torch.cat([observation["policy"]["joint_pos"], observation["policy"]["gripper_pos"]], -1).numpy()
+    np.testing.assert_array_equal(actions[[1, 4]].numpy(), expected_actions(state[[1, 4]])[:, 0])
+    np.testing.assert_array_equal(actions[[0, 2]].numpy(), expected_actions(state[[0, 2]])[:, 2])  # third step
+    assert server.policy.policy.resets == 0
+
+
+def test_full_reset_resets_the_server_policy(server: ReferenceServer,
+                                             droid_observation: Callable[..., dict[str, Any]]) -> None:
+    with aa.load_policy("gr00t", endpoint=server.endpoint, timeout=5) as policy:
+        policy.get_action(droid_observation(2))
+        policy.reset()
+        assert server.policy.policy.resets == 1
+        policy.reset(torch.tensor([0, 1]))
+        assert server.policy.policy.resets == 1
+
+
+def test_nested_server_and_translators(start_server: Start, droid_observation: Callable[..., dict[str, Any]],
+                                       expected_actions: Callable[..., np.ndarray]) -> None:
+    server = start_server(format="nested")
+    observation = droid_observation(3)
+    with aa.load_policy("gr00t", endpoint=server.endpoint, timeout=5, format="nested", execute_steps=4) as policy:
+        actions = policy.get_action(observation)
+    state = torch.cat([observation["policy"]["joint_pos"], observation["policy"]["gripper_pos"]], -1).numpy()
+    np.testing.assert_array_equal(actions.numpy(), expected_actions(state)[:, 0])
+
+
+def test_format_mismatch_is_a_server_error(server: ReferenceServer,
+                                           droid_observation: Callable[..., dict[str, Any]]) -> None:
+    with aa.load_policy("gr00t", endpoint=server.endpoint, timeout=5, format="nested") as policy, \
+            pytest.raises(ServerError, match="must be in observation"):
+        policy.get_action(droid_observation(1))
+
+
+def test_bad_observation_is_refused_before_sending(server: ReferenceServer,
+                                                   droid_observation: Callable[..., dict[str, Any]]) -> None:
+    observation = droid_observation(2)
+    observation["camera_obs"]["external_camera_rgb"] = observation["camera_obs"]["external_camera_rgb"].float()
+    with aa.load_policy("gr00t", endpoint=server.endpoint, timeout=5) as policy:
+        with pytest.raises(ObservationError, match="external_camera_rgb.*uint8.*float32"):
+            policy.get_action(observation)
+        assert server.requests_served == 1  # only get_modality_config went out
+
+
+def test_api_token_and_options_through_load_policy(start_server: Start,
+                                                   droid_observation: Callable[..., dict[str, Any]]) -> None:
+    server = start_server(api_token="s3cret")
+    with aa.load_policy("gr00t", endpoint=server.endpoint, timeout=5, api_token="s3cret",
+                        gripper_threshold=0.5) as policy:
+        actions = policy.get_action(droid_observation(4))
+    assert set(np.unique(actions[:, 7].numpy())) <= {0.0, 1.0}
+    with aa.load_policy("gr00t", endpoint=server.endpoint, timeout=5) as policy, \
+            pytest.raises(ServerError, match="Unauthorized"):
+        policy.get_action(droid_observation(1))
+
+
+def test_generic_translators_through_load_policy(start_server: Start) -> None:
+    server = start_server(format="nested")
+    config = {
+        "cameras": ["camera_obs.external_camera_rgb", "camera_obs.wrist_camera_rgb"],
+        "state": {"joint_position": {"path": "policy.q", "indices": [0, 1, 2, 3, 4, 5, 6]},
+                  "gripper_position": {"path": "policy.q", "indices": [7]}},
+        "image_size": "180x320",
+    }
+    q = torch.arange(2 * 8, dtype=torch.float32).reshape(2, 8)
+    observation = {"camera_obs": {"external_camera_rgb": torch.zeros(2, 32, 32, 3, dtype=torch.uint8),
+                                  "wrist_camera_rgb": torch.zeros(2, 32, 32, 3, dtype=torch.uint8)},
+                   "policy": {"q": q}}
+    with aa.load_policy("gr00t", endpoint=server.endpoint, timeout=5, observation_translator="gr00t.generic",
+                        action_translator="gr00t.generic", config=config) as policy:
+        actions = policy.get_action(observation)
+    np.testing.assert_array_equal(actions.numpy(), q.numpy())
+
+
+def test_plain_callable_policy_served(start_server: Start, droid_observation: Callable[..., dict[str, Any]]) -> None:
+    seen: list[list[str]] = []
+
+    def fn(observation: dict[str, Any]) -> dict[str, np.ndarray]:
+        seen.append(list(observation))
+        batch = observation["state.joint_position"].shape[0]
+        return {"action.joint_position": np.ones((batch, 10, 7), np.float32),
+                "action.gripper_position": np.zeros((batch, 10, 1), np.float32)}
+
+    server = start_server(fn)
+    with aa.load_policy("gr00t", endpoint=server.endpoint, timeout=5) as policy:
+        actions = policy.get_action(droid_observation(3))
+    assert seen[0][0] == "video.exterior_image_1_left"
+    np.testing.assert_array_equal(actions.numpy(), np.repeat([[1.0] * 7 + [0.0]], 3, axis=0))
