@@ -103,7 +103,7 @@ def canned_server() -> Iterator[Callable[[dict[str, tuple[Any, ...]]], CannedSer
 
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         running.append(server)
         canned.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
         return canned
