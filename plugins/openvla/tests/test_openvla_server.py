@@ -83,7 +83,8 @@ def test_policy_forms(start_server: ServerFactory) -> None:
         server = start_server(policy)
         reply = _post_with_json_numpy(server.endpoint, {"instruction": "x"})
         assert np.asarray(reply).tolist() == expected
-    assert resolve_policy("arena_adapters_openvla.dummy_policy:DummyOpenVlaPolicy")({"image": IMAGE, "instruction": ""})[3] == 224
+    by_name = resolve_policy("arena_adapters_openvla.dummy_policy:DummyOpenVlaPolicy")
+    assert by_name({"image": IMAGE, "instruction": ""})[3] == 224
     with pytest.raises(ConfigError, match="predict_action"):
         resolve_policy(42)
 

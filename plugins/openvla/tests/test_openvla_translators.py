@@ -244,7 +244,8 @@ def test_malformed_replies_raise_action_errors(reply: Any, translator: OpenVlaAc
 
 
 @pytest.mark.parametrize(
-    "options", [{"action_select": "a,b"}, {"action_select": "-1"}, {"action_dim": 0}, {"action_select": "0,1,2", "action_dim": 2}]
+    "options",
+    [{"action_select": "a,b"}, {"action_select": "-1"}, {"action_dim": 0}, {"action_select": "0,1,2", "action_dim": 2}],
 )
 def test_bad_action_options_are_config_errors(options: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):

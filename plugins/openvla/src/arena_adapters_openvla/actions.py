@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from arena_adapters.errors import ActionError, ConfigError
 from arena_adapters.observations import describe
@@ -75,7 +76,7 @@ class OpenVlaActions:
         stacked = np.stack(chunks).astype(np.float32, copy=False)
         return torch.from_numpy(self._layout(stacked)).to(query.device)
 
-    def _layout(self, chunk: np.ndarray) -> np.ndarray:
+    def _layout(self, chunk: NDArray[Any]) -> NDArray[Any]:
         width = chunk.shape[-1]
         if self.select is not None:
             if max(self.select) >= width:
@@ -94,7 +95,7 @@ class OpenVlaActions:
         return padded
 
 
-def _chunk_of(item: Any, index: int) -> np.ndarray:
+def _chunk_of(item: Any, index: int) -> NDArray[Any]:
     """One env's reply as a ``(K, D)`` array."""
     if isinstance(item, np.ndarray):
         array = item

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from numpy.lib.format import descr_to_dtype, dtype_to_descr
+from numpy.typing import NDArray
 
 from arena_adapters.errors import AdapterError, ProtocolError
 from arena_adapters_openvla import base64_backend
@@ -153,7 +154,7 @@ def _write(value: Any, out: list[bytes], framing: _Framing, backend: Base64Backe
         raise EncodeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _write_array(value: np.ndarray | np.generic, out: list[bytes], framing: _Framing, backend: Base64Backend) -> None:
+def _write_array(value: NDArray[Any] | np.generic, out: list[bytes], framing: _Framing, backend: Base64Backend) -> None:
     array = np.asarray(value)
     dtype = array.dtype
     if dtype.hasobject:
@@ -168,7 +169,7 @@ def _write_array(value: np.ndarray | np.generic, out: list[bytes], framing: _Fra
     if dtype.names is None:
         out.append(encode_basestring_ascii(dtype.str).encode("ascii"))
     else:
-        _write(dtype_to_descr(dtype), out, framing, backend)
+        _write(dtype_to_descr(dtype), out, framing, backend)  # type: ignore[no-untyped-call]
     out.append(framing.array_shape)
     out.append(b"[" + framing.item.join(b"%d" % n for n in shape) + b"]}")
 
@@ -253,7 +254,7 @@ def _b64decode(text: Any, backend: Base64Backend) -> bytes:
             raise DecodeError(f"json_numpy object: invalid base64 data: {exc}") from exc
 
 
-def _array_of(fields: Mapping[str, Any], raw: bytes) -> np.ndarray | np.generic:
+def _array_of(fields: Mapping[str, Any], raw: bytes) -> NDArray[Any] | np.generic:
     try:
         descr, shape = fields["dtype"], fields["shape"]
     except KeyError as exc:
@@ -277,7 +278,7 @@ def _dtype_of(descr: Any) -> np.dtype[Any]:
         if dtype is not None:
             return dtype
     try:
-        dtype = np.dtype(descr) if isinstance(descr, str) else descr_to_dtype(descr)
+        dtype = np.dtype(descr) if isinstance(descr, str) else descr_to_dtype(descr)  # type: ignore[no-untyped-call]
     except (TypeError, ValueError, KeyError, IndexError) as exc:
         raise DecodeError(f"json_numpy object: invalid dtype {descr!r}: {exc}") from exc
     if dtype.hasobject:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 def _image_features(image: Any, instruction: Any) -> list[float]:
@@ -31,7 +32,7 @@ def _image_features(image: Any, instruction: Any) -> list[float]:
 class DummyOpenVlaPolicy:
     """OpenVLA's rule: one float64 ``(7,)`` action from ``image``, ``instruction``, ``unnorm_key``."""
 
-    def __call__(self, payload: Mapping[str, Any]) -> np.ndarray:
+    def __call__(self, payload: Mapping[str, Any]) -> NDArray[Any]:
         features = _image_features(payload["image"], payload["instruction"])
         return np.array([*features, 1.0 if payload.get("unnorm_key") else 0.0], dtype=np.float64)
 
@@ -45,7 +46,7 @@ class DummyOftPolicy:
         self.chunk_size = chunk_size
         self.action_dim = action_dim
 
-    def __call__(self, payload: Mapping[str, Any]) -> list[np.ndarray]:
+    def __call__(self, payload: Mapping[str, Any]) -> list[NDArray[Any]]:
         features = _image_features(payload["full_image"], payload["instruction"])
         wrist_count = sum(1 for key in payload if "wrist" in key)
         state_sum = float(np.sum(payload["state"])) if "state" in payload else 0.0

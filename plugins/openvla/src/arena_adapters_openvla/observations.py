@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from arena_adapters.errors import ConfigError, ObservationError
 from arena_adapters.imaging import resize_with_pad
@@ -92,7 +92,7 @@ def parse_wrist_cameras(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(cameras)
 
 
-def camera_rows(observation: Observation, path: str, query: Query, size: tuple[int, int] | None) -> np.ndarray:
+def camera_rows(observation: Observation, path: str, query: Query, size: tuple[int, int] | None) -> NDArray[Any]:
     """The queried envs' uint8 RGB images at ``path``, resized with padding, as one host array
     ``(k, H, W, 3)`` (C-contiguous, so each row is a zero-copy payload value).
 
@@ -107,7 +107,7 @@ def camera_rows(observation: Observation, path: str, query: Query, size: tuple[i
     return rows.detach().to("cpu").contiguous().numpy()
 
 
-def state_rows(observation: Observation, paths: Sequence[str], query: Query, state_dim: int | None) -> np.ndarray:
+def state_rows(observation: Observation, paths: Sequence[str], query: Query, state_dim: int | None) -> NDArray[Any]:
     """The queried envs' proprio state: the float tensors at ``paths`` concatenated, as float64
     host array ``(k, D)`` (upstream clients send float64).
 

@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import httpx
-import numpy as np
+from numpy.typing import NDArray
 
 from arena_adapters.errors import ConfigError, ProtocolError, ServerError, TransportError, TransportTimeout
 from arena_adapters.parts import Health
@@ -132,7 +132,7 @@ class HttpTransport:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def reset(self, env_ids: np.ndarray | None) -> None:
+    def reset(self, env_ids: NDArray[Any] | None) -> None:
         """Nothing to do: the OpenVLA servers keep no per-episode state."""
 
     def metadata(self) -> Mapping[str, Any]:
