@@ -216,3 +216,11 @@ def test_a_single_reply_map_is_accepted_for_one_env() -> None:
 def test_inconsistent_replies_are_clear_action_errors(replies: list[Any], expected: str) -> None:
     with pytest.raises(ActionError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         OpenpiActions().translate(replies, make_query(2))
+
+
+def test_prompt_is_left_out_without_an_instruction_so_the_server_default_applies() -> None:
+    obs = droid_observation(2)
+    query = Query(env_ids=torch.arange(2), env_ids_host=np.arange(2), device=torch.device("cpu"), num_envs=2,
+                  instructions=("", "stack the cups"))
+    first, second = OpenpiObservations().translate(obs, query)
+    assert "prompt" not in first and second["prompt"] == "stack the cups"

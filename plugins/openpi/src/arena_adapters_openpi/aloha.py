@@ -2,7 +2,7 @@
 
 Wire observation, in this order: ``state`` float64 (14,) (two arms: 6 joints + gripper each),
 ``images``: a map of uint8 CHW (3, 224, 224) cameras ``cam_high`` (required), ``cam_low``,
-``cam_left_wrist``, ``cam_right_wrist``, and ``prompt`` (sent only when an instruction is set).
+``cam_left_wrist``, ``cam_right_wrist``, and ``prompt`` (when an instruction is set).
 Reply ``actions`` (H, 14), H = 50. The server's metadata frame carries ``reset_pose``.
 
 Default paths: ``policy.joint_pos`` (N, 14) and ``camera_obs.cam_high_rgb``, ``camera_obs.cam_low_rgb``,
@@ -25,7 +25,6 @@ LAYOUT = Layout(
         ImageField("cam_right_wrist", ("images", "cam_right_wrist"), "camera_obs.cam_right_wrist_rgb",
                    channels_first=True, required=False),
     ),
-    prompt="if_set",
     action_dim=14,
     action_horizon=50,
 )

@@ -2,7 +2,8 @@
 
 Wire observation, in this order: ``observation/exterior_image_1_left`` and
 ``observation/wrist_image_left`` uint8 (224, 224, 3), ``observation/joint_position`` (7,),
-``observation/gripper_position`` (1,), both float64 as the example client sends them, and ``prompt``.
+``observation/gripper_position`` (1,), both float64 as the example client sends them, and ``prompt``
+(when an instruction is set).
 Reply ``actions`` (H, 8): 7 joint values + gripper (H = 10 for pi0_droid, 15 for pi05_droid).
 
 Defaults read Isaac Lab Arena's DROID observation: ``camera_obs.external_camera_rgb``,
@@ -21,7 +22,6 @@ LAYOUT = Layout(
         StateField("joint_position", ("observation/joint_position",), ("policy.joint_pos",), 7),
         StateField("gripper_position", ("observation/gripper_position",), ("policy.gripper_pos",), 1),
     ),
-    prompt="always",
     action_dim=8,
     action_horizon=10,
 )

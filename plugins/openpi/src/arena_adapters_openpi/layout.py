@@ -61,15 +61,13 @@ class Layout:
 
     Attributes:
         name: ``"droid"``, ``"libero"``, ``"aloha"``.
-        fields: images and state vectors, in the upstream key order.
-        prompt: ``"always"`` (a ``prompt`` str is always sent) or ``"if_set"`` (only when not empty).
+        fields: images and state vectors, in the upstream key order (``prompt`` follows them).
         action_dim: the action size the upstream configs reply with.
         action_horizon: ``H`` of the best-known model (for synthetic replies and docs only).
     """
 
     name: str
     fields: tuple[Field, ...]
-    prompt: str = "always"
     action_dim: int = 8
     action_horizon: int = 10
 

@@ -2,7 +2,7 @@
 
 Wire observation, in this order: ``observation/image`` and ``observation/wrist_image`` uint8
 (224, 224, 3), ``observation/state`` float64 (8,) = end-effector position (3) + axis-angle (3) +
-gripper joint positions (2), and ``prompt``. Reply ``actions`` (H, 7) (H = 10 for pi05_libero,
+gripper joint positions (2), and ``prompt`` (when set). Reply ``actions`` (H, 7) (H = 10 for pi05_libero,
 50 for pi0_libero).
 
 The upstream LIBERO client rotates robosuite's images by 180 degrees before sending; Isaac Lab
@@ -24,7 +24,6 @@ LAYOUT = Layout(
             "state", ("observation/state",), ("policy.eef_pos", "policy.eef_axis_angle", "policy.gripper_pos"), 8
         ),
     ),
-    prompt="always",
     action_dim=7,
     action_horizon=10,
 )

@@ -52,7 +52,9 @@ class OpenpiObservations:
         image_size: cameras are resized with padding to ``image_size`` squared (0: sent as they are).
         state_dtype: ``"float64"`` (what the upstream example clients send) or ``"float32"``.
 
-    ``translate`` returns a list with one wire observation dict per queried env, in env order.
+    ``translate`` returns a list with one wire observation dict per queried env, in env order. The
+    env's instruction is sent as ``prompt`` when it is set; without one, no ``prompt`` is sent and
+    the server's default prompt (openpi's ``default_prompt``) applies.
     Float images (0..1) are converted to uint8 (``x * 255``, clamped); RGBA cameras lose alpha.
     """
 
@@ -99,7 +101,7 @@ class OpenpiObservations:
                     target = target.setdefault(key, {})
                 target[wire[-1]] = batch[row]
             prompt = prompts[row]
-            if self.layout.prompt == "always" or prompt:
+            if prompt:
                 request["prompt"] = prompt
             requests.append(request)
         return requests
@@ -169,6 +171,6 @@ def synthetic_request(layout: Layout, prompt: str = "", image_size: int = 224) -
             target[field.wire[-1]] = chw if field.channels_first else gradient
         else:
             target[field.wire[-1]] = np.linspace(-0.5, 0.5, field.size, dtype=np.float64)
-    if layout.prompt == "always" or prompt:
+    if prompt:
         request["prompt"] = prompt
     return request
