@@ -24,7 +24,7 @@ from arena_adapters_openpi.codec import DecodeLimits, decode
 from arena_adapters_openpi.endpoints import Endpoint
 
 # websockets >= 17 warns unless a directly used connection is asked for explicitly.
-_DIRECT = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
+_DIRECT: dict[str, Any] = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
 
 INTERNAL_ERROR = 1011
 MESSAGE_TOO_BIG = 1009
