@@ -279,3 +279,19 @@ def test_closed_transport_refuses_requests_and_close_is_idempotent(server: Refer
 def test_bad_options_are_config_errors(options: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         WebsocketTransport(**options)
+
+
+@pytest.mark.parametrize(("text", "url", "port"), [
+    ("ws://127.0.0.1:8000", "ws://127.0.0.1:8000", 8000),
+    ("127.0.0.1:9000", "ws://127.0.0.1:9000", 9000),
+    ("localhost", "ws://localhost:8000", 8000),
+    ("wss://example.org/policy", "wss://example.org:443/policy", 443),
+    ("ws://[::1]:8001", "ws://[::1]:8001", 8001),
+])
+def test_endpoint_forms(text: str, url: str, port: int) -> None:
+    from arena_adapters_openpi.endpoints import parse_endpoints
+
+    (endpoint,) = parse_endpoints(text)
+    assert (endpoint.url, endpoint.port) == (url, port)
+    assert endpoint.health_url.endswith(f":{port}/healthz")
+    assert len(parse_endpoints(f"{text}, {text},127.0.0.2:1")) == 2

@@ -217,7 +217,10 @@ class ReferenceServer:
 
     async def _handle(self, websocket: ServerConnection) -> None:
         self.connections += 1
-        await websocket.send(encode(self.metadata))
+        try:
+            await websocket.send(encode(self.metadata))
+        except ConnectionClosed:
+            return
         prev_total_time: float | None = None
         while True:
             try:
