@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "arena_adapters.cli.ping_command",
     "arena_adapters.cli.serve_command",
     "arena_adapters.cli.check_command",
+    "arena_adapters.cli.eval_command",
+    "arena_adapters.cli.demo_command",
 )
 
 

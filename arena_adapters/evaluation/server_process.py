@@ -1,0 +1,135 @@
+"""A policy server in a background process: started, waited for, and always stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from types import TracebackType
+
+from arena_adapters.envs.expert_server import READY_PREFIX
+from arena_adapters.errors import TransportError
+
+
+class ServerProcess:
+    """Runs ``python -m arena_adapters.envs.expert_server --adapter NAME`` (or any command printing
+    ``ENDPOINT <url>`` when ready) in its own process group.
+
+    Its standard input is a pipe that the server watches: if this process dies without calling
+    :meth:`stop`, the server exits too. Ctrl-C reaches only this process (the server has its own
+    session), which then stops the server in order.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`::
+
+        with ServerProcess.for_expert("gr00t") as server:
+            policy = load_policy("gr00t", endpoint=server.endpoint)
+    """
+
+    def __init__(self, command: Sequence[str], *, ready_timeout_s: float = 60.0) -> None:
+        self.command = list(command)
+        self.ready_timeout_s = ready_timeout_s
+        self.endpoint = ""
+        self.started_in_s = 0.0
+        self._process: subprocess.Popen[str] | None = None
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in __exit__
+
+    @staticmethod
+    def for_expert(adapter: str, *, host: str = "127.0.0.1", port: int = 0) -> ServerProcess:
+        """The ``reach`` expert served by ``adapter``'s reference server."""
+        command = [sys.executable, "-m", "arena_adapters.envs.expert_server", "--adapter", adapter,
+                   "--host", host, "--port", str(port)]
+        return ServerProcess(command)
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id (``None`` before :meth:`start`)."""
+        return None if self._process is None else self._process.pid
+
+    def start(self) -> str:
+        """Start the process and wait until it prints its endpoint; return the endpoint.
+
+        Raises:
+            TransportError: the process exited or stayed silent for ``ready_timeout_s`` (its
+                stderr is in the message); it is stopped before raising.
+        """
+        began = time.perf_counter()
+        self._process = subprocess.Popen(
+            self.command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        lines: list[str] = []
+        reader = threading.Thread(target=self._read_ready_line, args=(lines,), daemon=True)
+        reader.start()
+        reader.join(self.ready_timeout_s)
+        ready = [line for line in lines if line.startswith(READY_PREFIX)]
+        if not ready:
+            exited = self._process.poll() is not None
+            reason = "exited" if exited else f"did not report ready in {self.ready_timeout_s:g} s"
+            details = self.stderr_tail()
+            self.stop()
+            raise TransportError(f"the server process {reason}: {' '.join(self.command)}\n{details}".rstrip())
+        self.endpoint = ready[0][len(READY_PREFIX):].strip()
+        self.started_in_s = time.perf_counter() - began
+        return self.endpoint
+
+    def _read_ready_line(self, lines: list[str]) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for line in self._process.stdout:
+            lines.append(line)
+            if line.startswith(READY_PREFIX):
+                return
+
+    def stderr_tail(self, limit: int = 4000) -> str:
+        """The last ``limit`` characters the server wrote to stderr."""
+        self._stderr.flush()
+        self._stderr.seek(0)
+        return self._stderr.read()[-limit:]
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the server: close its stdin, then SIGTERM, then SIGKILL. Idempotent."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            for step in (self._close_stdin, process.terminate, process.kill):
+                step()
+                try:
+                    process.wait(timeout_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        for stream in (process.stdin, process.stdout):
+            if stream is not None and not stream.closed:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+    def _close_stdin(self) -> None:
+        assert self._process is not None
+        if self._process.stdin is not None and not self._process.stdin.closed:
+            with contextlib.suppress(OSError):
+                self._process.stdin.close()
+
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+        self._stderr.close()
