@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-
-from arena_adapters.testing.golden import GoldenCase, find_golden_dir, load_cases, rebuild, rebuild_array
 from arena_adapters_gr00t.modality import ModalityConfig, is_modality_config_map
 from arena_adapters_gr00t.server import ReferenceServer
+
+from arena_adapters.testing.golden import GoldenCase, find_golden_dir, load_cases, rebuild, rebuild_array
 
 
 @pytest.fixture(scope="session")

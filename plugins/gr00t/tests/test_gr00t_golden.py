@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-from arena_adapters.testing.golden import GoldenCase, assert_strictly_equal
 from arena_adapters_gr00t.codec import decode, encode
 from arena_adapters_gr00t.server import ReferenceServer
+
+from arena_adapters.testing.golden import GoldenCase, assert_strictly_equal
 
 GOLDEN_NAMES = [
     "ping_request", "ping_reply", "ping_request_token", "error_unauthorized_reply",

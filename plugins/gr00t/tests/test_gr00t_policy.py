@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from arena_adapters_gr00t.server import ReferenceServer
 
 import arena_adapters as aa
 from arena_adapters.errors import ObservationError, ServerError
 from arena_adapters.records import AdapterRecord
-from arena_adapters_gr00t.server import ReferenceServer
 
 Start = Callable[..., ReferenceServer]
 

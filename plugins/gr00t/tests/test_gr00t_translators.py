@@ -9,15 +9,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-
-from arena_adapters.errors import ActionError, ConfigError, ObservationError
-from arena_adapters.imaging import resize_with_pad
-from arena_adapters.parts import Query
 from arena_adapters_gr00t.droid import droid_actions, droid_observations
 from arena_adapters_gr00t.embodiment import load_spec
 from arena_adapters_gr00t.modality import ModalityConfig
 from arena_adapters_gr00t.reference_policy import droid_modality_configs
 from arena_adapters_gr00t.translators import Gr00tActions, Gr00tObservations
+
+from arena_adapters.errors import ActionError, ConfigError, ObservationError
+from arena_adapters.imaging import resize_with_pad
+from arena_adapters.parts import Query
 
 DROID_KEYS = ["video.exterior_image_1_left", "video.wrist_image_left", "state.joint_position",
               "state.gripper_position", "annotation.language.language_instruction"]

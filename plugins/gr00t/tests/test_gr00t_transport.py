@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 import zmq
-
-from arena_adapters.errors import ConfigError, ProtocolError, ServerError, TransportError, TransportTimeout
 from arena_adapters_gr00t.codec import decode, encode
 from arena_adapters_gr00t.modality import ModalityConfig
 from arena_adapters_gr00t.server import ReferenceServer
 from arena_adapters_gr00t.transport import Gr00tTransport
+
+from arena_adapters.errors import ConfigError, ProtocolError, ServerError, TransportError, TransportTimeout
 
 Start = Callable[..., ReferenceServer]
 
@@ -234,7 +234,7 @@ def test_close_ends_a_request_in_flight(silent_server: str) -> None:
     def call() -> None:
         try:
             transport.ping()
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=call)

@@ -129,6 +129,7 @@ def register_adapters(register: Any) -> None:
         defaults={"execute_steps": 8},
         reference_server="gr00t.server",
         probe="gr00t.probe",
+        example_observation=droid.example_observation,
     ))
 
 

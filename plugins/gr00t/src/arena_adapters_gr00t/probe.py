@@ -213,7 +213,8 @@ def _check_reply(action: Any, configs: Mapping[str, ModalityConfig], fmt: str, b
             problems.append(f"{key} missing" if value is None else f"{key} is a {type(value).__name__}")
             continue
         shapes.append(f"{key} {value.dtype} {value.shape}")
-        horizon = config.horizon if config else value.shape[1] if value.ndim == 3 else None
+        known = config is not None and bool(config.delta_indices)
+        horizon = config.horizon if known and config else (value.shape[1] if value.ndim == 3 else None)
         if value.ndim != 3 or value.shape[0] != batch or value.shape[1] != horizon or value.dtype.kind != "f":
             problems.append(f"{key}: expected float (B={batch}, H={horizon}, D), got {value.dtype} {value.shape}")
     if problems:
