@@ -179,8 +179,8 @@ class ReferenceServer:
                     continue
                 frame = sock.recv(copy=False)
                 reply = self.handle(frame.buffer)
+                self.requests_served += 1  # counted before the client can see the reply
                 sock.send(reply)
-                self.requests_served += 1
         finally:
             self._running = False
             sock.close(linger=0)
