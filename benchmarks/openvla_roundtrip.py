@@ -13,7 +13,7 @@ send it. Compared, per env request:
   tensor, HTTP, action translation into the scheduler, for 1 and 8 envs (8 envs: one request per
   env, max_concurrency 1 and 2).
 
-    python benchmarks/openvla_roundtrip.py [--steps 400] [--rounds 8]
+    python benchmarks/openvla_roundtrip.py [--steps 400] [--rounds 8] [--endpoint http://127.0.0.1:8000]
 
 Prints wall milliseconds per env request and the client process's CPU milliseconds per env request
 (the server runs in another process), each with its ratio to the upstream client.
@@ -66,12 +66,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=400, help="env requests timed per row (default 400)")
     parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds over the rows (default 8)")
+    parser.add_argument("--endpoint", help="use this running OpenVLA server (e.g. a real deploy.py) instead of "
+                        "starting the reference server")
     args = parser.parse_args()
 
     image = (np.arange(224 * 224 * 3) % 251).astype(np.uint8).reshape(224, 224, 3)
     payload = {"image": image, "instruction": INSTRUCTION}
     headers = {"Content-Type": "application/json"}
-    process, endpoint = start_server()
+    process, endpoint = (None, args.endpoint) if args.endpoint else start_server()
     url = endpoint + "/act"
     try:
         def upstream_client() -> Any:
@@ -112,7 +114,8 @@ def main() -> None:
             ("load_policy get_action, 8 envs", eight_envs, 8),
             ("load_policy, 8 envs, max_concurrency=2", eight_envs_2, 8),
         ]
-        print(f"openvla round trips to the reference server at {endpoint} (separate process, dummy policy), "
+        server = "the server" if args.endpoint else "the reference server"
+        print(f"openvla round trips to {server} at {endpoint} (separate process, dummy policy), "
               f"224x224x3 image per request; {args.rounds} interleaved rounds, ~{args.steps} env requests per row")
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in rows}
         for function in (row[1] for row in rows):
@@ -136,8 +139,9 @@ def main() -> None:
         transport.close()
         session.close()
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 if __name__ == "__main__":
