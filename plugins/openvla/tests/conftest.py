@@ -67,19 +67,20 @@ def oft_server() -> Iterator[ReferenceServer]:
 @dataclass
 class CannedServer:
     """A plain HTTP server answering canned replies ``(status, body[, content type])`` by
-    ``"METHOD /path"``; it records each request's headers."""
+    ``"METHOD /path"`` (a list of replies is answered in order; status 0 drops the connection
+    without answering); it records each request's headers."""
 
-    replies: dict[str, tuple[Any, ...]]
+    replies: dict[str, Any]
     endpoint: str = ""
     headers: list[dict[str, str]] = field(default_factory=list)
 
 
 @pytest.fixture
-def canned_server() -> Iterator[Callable[[dict[str, tuple[Any, ...]]], CannedServer]]:
+def canned_server() -> Iterator[Callable[[dict[str, Any]], CannedServer]]:
     """Start misbehaving servers (``{"POST /act": (status, body[, content type])}``) on loopback."""
     running: list[http.server.ThreadingHTTPServer] = []
 
-    def start(replies: dict[str, tuple[Any, ...]]) -> CannedServer:
+    def start(replies: dict[str, Any]) -> CannedServer:
         canned = CannedServer(replies)
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -89,7 +90,13 @@ def canned_server() -> Iterator[Callable[[dict[str, tuple[Any, ...]]], CannedSer
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 canned.headers.append(dict(self.headers.items()))
-                status, body, *rest = canned.replies.get(f"{self.command} {self.path}", (404, b'{"detail":"x"}'))
+                reply = canned.replies.get(f"{self.command} {self.path}", (404, b'{"detail":"x"}'))
+                if isinstance(reply, list):  # consumed in order, the last one repeats
+                    reply = reply.pop(0) if len(reply) > 1 else reply[0]
+                status, body, *rest = reply
+                if status == 0:  # drop the connection without answering
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 self.send_header("Content-Type", rest[0] if rest else "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -15,7 +15,7 @@ from arena_adapters_openvla.transport import HttpTransport
 
 from arena_adapters.errors import ConfigError, ProtocolError, ServerError, TransportError, TransportTimeout
 
-Canned = Callable[[dict[str, tuple[Any, ...]]], Any]
+Canned = Callable[[dict[str, Any]], Any]
 ServerFactory = Callable[..., ReferenceServer]
 IMAGE = (np.arange(224 * 224 * 3) % 251).astype(np.uint8).reshape(224, 224, 3)
 GOLDEN_ACTION = [0.49003007452981195, 0.4900281987795118, 0.4900263230292117, 224.0, 224.0, 15.0, 1.0]
@@ -97,6 +97,23 @@ def test_encoded_form_needs_a_string_reply(canned_server: Canned) -> None:
     server = canned_server({"POST /act": (200, b'{"__numpy__":"AAAAAAAA8D8=","dtype":"<f8","shape":[1]}')})
     with HttpTransport(server.endpoint, encoded=True) as transport, pytest.raises(ProtocolError, match="JSON string"):
         transport.infer([_payload()])
+
+
+ONE = b'{"__numpy__":"AAAAAAAA8D8=","dtype":"<f8","shape":[1]}'
+
+
+def test_a_connection_dropped_without_reply_is_retried_once(canned_server: Canned) -> None:
+    server = canned_server({"POST /act": [(0, b""), (200, ONE)]})
+    with HttpTransport(server.endpoint) as transport:
+        assert transport.infer([_payload()])[0].tolist() == [1.0]
+    assert len(server.headers) == 2
+
+
+def test_a_server_that_keeps_dropping_connections_is_a_transport_error(canned_server: Canned) -> None:
+    server = canned_server({"POST /act": (0, b"")})
+    with HttpTransport(server.endpoint) as transport, pytest.raises(TransportError, match="broke"):
+        transport.infer([_payload()])
+    assert len(server.headers) == 2
 
 
 def test_slow_server_raises_transport_timeout(start_server: ServerFactory) -> None:
