@@ -47,7 +47,8 @@ def run_demo(
         progress, callbacks, report_path, figure: as for :func:`~arena_adapters.evaluation.evaluate`.
 
     Returns:
-        The evaluation result; ``result.info["server_start_s"]`` says how long the server took to start.
+        The evaluation result; ``result.info`` holds the server's ``endpoint``, ``server_pid`` and
+        ``server_start_s`` (how long it took to start).
 
     Raises:
         ConfigError: no served expert for ``adapter``.
@@ -78,6 +79,7 @@ def run_demo(
         with ServerProcess.for_expert(adapter) as server:
             info["endpoint"] = server.endpoint
             info["server_start_s"] = round(server.started_in_s, 3)
+            info["server_pid"] = server.pid
             with load_policy(adapter, endpoint=server.endpoint, **options) as policy:
                 return evaluate(policy, env, num_episodes, info=info, **run)  # type: ignore[arg-type]
     finally:

@@ -73,10 +73,14 @@ class ServerProcess:
         reader.join(self.ready_timeout_s)
         ready = [line for line in lines if line.startswith(READY_PREFIX)]
         if not ready:
-            exited = self._process.poll() is not None
-            reason = "exited" if exited else f"did not report ready in {self.ready_timeout_s:g} s"
+            if not reader.is_alive():  # stdout closed: the process is exiting
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(5.0)
+            code = self._process.poll()
+            reason = f"exited with code {code}" if code is not None else (
+                f"did not report ready in {self.ready_timeout_s:g} s")
             details = self.stderr_tail()
-            self.stop()
+            self.stop(grace_s=0.5)
             raise TransportError(f"the server process {reason}: {' '.join(self.command)}\n{details}".rstrip())
         self.endpoint = ready[0][len(READY_PREFIX):].strip()
         self.started_in_s = time.perf_counter() - began
@@ -95,8 +99,9 @@ class ServerProcess:
         self._stderr.seek(0)
         return self._stderr.read()[-limit:]
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop the server: close its stdin, then SIGTERM, then SIGKILL. Idempotent."""
+    def stop(self, grace_s: float = 3.0) -> None:
+        """Stop the server: close its stdin, then SIGTERM, then SIGKILL, each given ``grace_s`` to
+        work. Idempotent."""
         process = self._process
         if process is None:
             return
@@ -104,7 +109,7 @@ class ServerProcess:
             for step in (self._close_stdin, process.terminate, process.kill):
                 step()
                 try:
-                    process.wait(timeout_s)
+                    process.wait(grace_s)
                     break
                 except subprocess.TimeoutExpired:
                     continue
