@@ -118,7 +118,7 @@ def rebuild_array(spec: dict[str, Any]) -> npt.NDArray[Any]:
         array = np.array(spec["values"], dtype=dtype).reshape(shape)
     else:
         raise ValueError(f"unknown fill {fill!r}")
-    return np.asfortranarray(array) if spec.get("order") == "F" else np.ascontiguousarray(array)
+    return array.copy(order="F" if spec.get("order") == "F" else "C")
 
 
 def rebuild(

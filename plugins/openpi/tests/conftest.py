@@ -29,28 +29,10 @@ def openpi_cases(golden_dir: Path) -> dict[str, GoldenCase]:
     return cases
 
 
-def _zero_d_fixed(value: Any, tree: Any) -> Any:
-    """Work around ``golden.rebuild_array`` turning 0-d arrays into shape (1,) (np.ascontiguousarray)."""
-    if isinstance(tree, dict) and len(tree) == 1 and next(iter(tree)).startswith("$"):
-        marker, body = next(iter(tree.items()))
-        if marker == "$array" and body["shape"] == []:
-            return value.reshape(())
-        return value
-    if isinstance(tree, dict):
-        return {key: _zero_d_fixed(value[key], sub) for key, sub in tree.items()}
-    if isinstance(tree, list):
-        return [_zero_d_fixed(v, t) for v, t in zip(value, tree, strict=True)]
-    return value
-
-
 @pytest.fixture(scope="session")
 def rebuild_tree() -> Callable[[Any], Any]:
-    """Rebuild a golden TREE into its Python value (0-d arrays kept 0-d)."""
-
-    def rebuild_fixed(tree: Any) -> Any:
-        return _zero_d_fixed(rebuild(tree), tree)
-
-    return rebuild_fixed
+    """Rebuild a golden TREE into its Python value."""
+    return rebuild
 
 
 @pytest.fixture
