@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from arena_adapters.errors import ObservationError, TransportError
+from arena_adapters.options import Option
 from arena_adapters.parts import Observation, ProbeReport, RunningServer
 from arena_adapters.plugins import PluginRegistry
 from arena_adapters.policy import PART_ROLES, Policy, load_policy
@@ -66,7 +67,8 @@ class AdapterContract:
         if not record.reference_server:
             pytest.fail(f"adapter {record.name!r} has no reference server: override start_server()")
         server_record = registry.part(ReferenceServerRecord, record.reference_server)
-        server: RunningServer = server_record.factory(policy=None, host="127.0.0.1", port=0)
+        options = self._declared_options(server_record.options)
+        server: RunningServer = server_record.factory(policy=None, host="127.0.0.1", **{**options, "port": 0})
         return server
 
     def make_observation(self, record: AdapterRecord, num_envs: int, device: str = "cpu") -> Observation:
@@ -141,13 +143,18 @@ class AdapterContract:
             policy.get_action(observation)
         assert policy.stats.queries == queries
 
-    def test_partial_reset_queries_only_those_envs(self, policy: Policy, record: AdapterRecord) -> None:
+    def test_partial_reset_queries_only_the_due_envs(self, policy: Policy, record: AdapterRecord) -> None:
         observation = self.make_observation(record, self.num_envs)
         policy.get_action(observation)
         sent = policy.stats.env_requests
         policy.reset(torch.tensor([self.num_envs - 1]))
+        assert policy.scheduler is not None
+        due = policy.scheduler.due_envs().tolist()
         policy.get_action(observation)
-        assert policy.stats.env_requests - sent == 1
+        assert self.num_envs - 1 in due
+        assert policy.stats.env_requests - sent == len(due)
+        if policy.scheduler.horizon > 1:  # chunks of one action re-query every env every step
+            assert due == [self.num_envs - 1]
 
     def test_health_and_metadata(self, policy: Policy) -> None:
         policy.connect()
@@ -187,17 +194,25 @@ class AdapterContract:
     ) -> None:
         if not record.probe:
             pytest.skip("adapter has no probe")
-        report: ProbeReport = registry.part(ProbeRecord, record.probe).factory(endpoint=server.endpoint, timeout=5.0)
+        probe = registry.part(ProbeRecord, record.probe)
+        options = self._declared_options(probe.options)
+        report: ProbeReport = probe.factory(endpoint=server.endpoint, timeout=5.0, **options)
         assert report.ok, report.failure
 
     def test_probe_reports_a_dead_server_without_raising(self, registry: PluginRegistry, record: AdapterRecord) -> None:
         if not record.probe:
             pytest.skip("adapter has no probe")
         probe = registry.part(ProbeRecord, record.probe)
-        report: ProbeReport = probe.factory(endpoint=self._dead_endpoint(registry), timeout=1.0)
+        options = self._declared_options(probe.options)
+        report: ProbeReport = probe.factory(endpoint=self._dead_endpoint(registry), timeout=1.0, **options)
         assert not report.ok and report.failure
 
     # ----------------------------------------------------------------------------- helpers
+
+    def _declared_options(self, declared: tuple[Option, ...]) -> dict[str, Any]:
+        """The entries of :attr:`options` that a server or probe record declares (e.g. a variant)."""
+        names = {option.name for option in declared}
+        return {key: value for key, value in self.options.items() if key in names}
 
     def _dead_endpoint(self, registry: PluginRegistry) -> str:
         """The endpoint of a reference server that was started and stopped: nobody listens there."""
