@@ -137,3 +137,38 @@ def test_ensemble_strategy_through_the_policy() -> None:
     first, second, third = (policy.get_action(obs)[0, 0].item() for _ in range(3))
     assert (first, second, third) == (0.0, 5.0, 10.0)  # means of {0}, {10, 0}, {20, 10, 0}
     assert toy.batches == [1, 1, 1]
+
+
+def test_fetch_accounting_through_the_policy() -> None:
+    """1,000 steps, episodes out of phase: each env is asked once per execute_steps of each episode."""
+    num_envs, execute_steps, steps = 16, 5, 1000
+    asked = np.zeros(num_envs, dtype=np.int64)
+
+    def counting_policy(obs: dict[str, Any]) -> torch.Tensor:
+        ids = obs["policy"]["env_id"].long()
+        asked[ids.numpy()] += 1
+        return torch.zeros(len(ids), 8, 2)
+
+    rng = np.random.default_rng(7)
+    policy = aa.load_policy("local", policy=counting_policy, execute_steps=execute_steps)
+    obs = {"policy": {"env_id": torch.arange(num_envs, dtype=torch.float32)}}
+    elapsed = np.zeros(num_envs, dtype=np.int64)
+    length = rng.integers(3, 60, num_envs)
+    ideal = np.zeros(num_envs, dtype=np.int64)
+    queries_on_replay_steps = 0
+    for _ in range(steps):
+        due_before = len(policy.scheduler.due_envs()) if policy.scheduler is not None else num_envs
+        queries = policy.stats.queries
+        policy.get_action(obs)
+        if due_before == 0:
+            queries_on_replay_steps += policy.stats.queries - queries
+        elapsed += 1
+        done = np.flatnonzero(elapsed == length)
+        ideal[done] += -(-length[done] // execute_steps)
+        if len(done):
+            policy.reset(torch.from_numpy(done))
+            elapsed[done] = 0
+            length[done] = rng.integers(3, 60, len(done))
+    ideal += -(-elapsed // execute_steps)  # the episodes still running
+    assert asked.tolist() == ideal.tolist()
+    assert queries_on_replay_steps == 0
