@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from arena_adapters.cli import main
-from arena_adapters.errors import ConfigError, TransportError
+from arena_adapters.errors import ConfigError, TransportError, UnknownAdapterError
 from arena_adapters.evaluation import EvalProgress, read_json
 from arena_adapters.evaluation.demo import DEMO_ADAPTERS, run_demo
 from arena_adapters.evaluation.server_process import ServerProcess
@@ -88,3 +88,13 @@ def test_a_silent_server_is_stopped_after_the_ready_timeout() -> None:
     with pytest.raises(TransportError, match="did not report ready in 1 s"):
         server.start()
     assert server.pid is not None and _gone(server.pid)
+
+
+def test_a_missing_plugin_is_named_before_any_process_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from arena_adapters.evaluation import demo
+    from arena_adapters.plugins import PluginRegistry
+
+    monkeypatch.setattr(demo, "default_registry", lambda: PluginRegistry(autoload=False))
+    monkeypatch.setattr(demo.ServerProcess, "start", lambda self: pytest.fail("a server process was started"))
+    with pytest.raises(UnknownAdapterError, match=r"unknown adapter 'gr00t'.*pip install 'arena-adapters\[gr00t\]'"):
+        run_demo("gr00t")

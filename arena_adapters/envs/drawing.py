@@ -71,8 +71,9 @@ class Canvas:
         rows = ys * self.width + self._image_offsets.unsqueeze(1)
         index = rows.unsqueeze(2) + xs.unsqueeze(1)
         index.masked_fill_(~keep, self._spare)
-        value = torch.tensor(color, dtype=torch.uint8, device=self.device)
-        self._flat.index_put_((index.view(-1),), value)
+        flat_index = index.view(-1, 1).expand(-1, 3)
+        value = torch.tensor(color, dtype=torch.uint8, device=self.device).expand_as(flat_index)
+        self._flat.scatter_(0, flat_index, value)
 
     def disks(
         self,

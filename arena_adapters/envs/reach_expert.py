@@ -132,7 +132,7 @@ class ReachExpert:
         """
         target, target_seen = locate(images, "target")
         effector, effector_seen = locate(images, "effector")
-        action = torch.zeros(len(target), reach.ACTION_DIM)
+        action = torch.zeros(len(target), reach.ACTION_DIM, device=target.device)
         action[:, :2] = reach.inverse_kinematics(target)
         distance = torch.linalg.vector_norm(effector - target, dim=-1)
         action[:, -1] = ((distance <= _CLOSE_RADIUS) & target_seen & effector_seen).float()

@@ -13,11 +13,12 @@ from typing import Any
 
 from arena_adapters.envs import make_environment
 from arena_adapters.envs.reach_serving import SERVED_EXPERTS
-from arena_adapters.errors import ConfigError
+from arena_adapters.errors import ConfigError, UnknownAdapterError
 from arena_adapters.evaluation.progress import ProgressDisplay
 from arena_adapters.evaluation.report import EvalResult
 from arena_adapters.evaluation.runner import ProgressCallback, evaluate
 from arena_adapters.evaluation.server_process import ServerProcess
+from arena_adapters.plugins import default_registry
 from arena_adapters.policy import load_policy
 
 DEMO_ADAPTERS: tuple[str, ...] = ("gr00t", "openpi", "openvla")
@@ -57,6 +58,8 @@ def run_demo(
     served = SERVED_EXPERTS.get(adapter)
     if served is None:
         raise ConfigError(f"the demo supports adapters {', '.join(SERVED_EXPERTS)}; got {adapter!r}")
+    if not served.in_process:
+        _require_adapter(adapter)
     env = make_environment("reach", num_envs=num_envs, device=device, **dict(env_options or {}))
     options = {**served.client_options, **dict(client_options or {})}
     info: dict[str, Any] = {
@@ -84,3 +87,11 @@ def run_demo(
                 return evaluate(policy, env, num_episodes, info=info, **run)  # type: ignore[arg-type]
     finally:
         env.close()
+
+
+def _require_adapter(adapter: str) -> None:
+    """Fail before starting a server process when the adapter's plugin is not installed."""
+    try:
+        default_registry().adapter(adapter)
+    except UnknownAdapterError as exc:
+        raise UnknownAdapterError(f"{exc}; install it with: pip install 'arena-adapters[{adapter}]'") from exc
