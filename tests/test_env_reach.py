@@ -156,6 +156,17 @@ def test_images_of_a_step_stay_valid_during_the_next() -> None:
     assert torch.equal(kept, copy)
 
 
+def test_usable_inside_and_outside_inference_mode() -> None:
+    env = ReachEnv(num_envs=2, image_height=32, image_width=48, max_episode_length=2)
+    with torch.inference_mode():
+        env.reset()
+        env.step(torch.zeros(2, ACTION_DIM))
+        env.step(torch.zeros(2, ACTION_DIM))
+    obs, *_ = env.step(torch.zeros(2, ACTION_DIM))
+    env.reset()
+    assert obs["policy"]["joint_pos"].shape == (2, 7)
+
+
 def test_wrong_actions_are_rejected() -> None:
     env = ReachEnv(num_envs=2)
     env.reset()

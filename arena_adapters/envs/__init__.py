@@ -9,8 +9,8 @@ An environment is a factory registered under the entry-point group ``arena_adapt
 ``factory(num_envs=..., device=..., **options)`` returns an object following
 :class:`~arena_adapters.envs.base.VectorEnv` (Isaac Lab's ``ManagerBasedRLEnv`` contract). A factory
 may declare its options as ``OPTIONS``, a tuple of :class:`~arena_adapters.options.Option`: they are
-validated and converted (CLI strings included) before the call, and listed by ``arena-adapters eval
---help-env``. The built-in ``reach`` environment is always available.
+validated and converted (CLI strings included) before the call; ``arena-adapters eval --env NAME
+--env-option KEY=VALUE`` passes them. The built-in ``reach`` environment is always available.
 """
 
 from __future__ import annotations

@@ -228,10 +228,11 @@ class ReachEnv:
             raise ValueError(f"reach: expected actions of shape ({self.num_envs}, {ACTION_DIM}), got {shape}")
         actions = torch.nan_to_num(actions.to(self._device, torch.float32))
         joint_targets = actions[:, :NUM_JOINTS].clamp(-JOINT_LIMIT, JOINT_LIMIT)
-        self.joint_pos += (joint_targets - self.joint_pos).clamp(-JOINT_SPEED, JOINT_SPEED)
+        # out of place: state stays usable whether or not it was created under torch.inference_mode
+        self.joint_pos = self.joint_pos + (joint_targets - self.joint_pos).clamp(-JOINT_SPEED, JOINT_SPEED)
         gripper_command = actions[:, NUM_JOINTS:].clamp(0.0, 1.0)
-        self.gripper_pos += (gripper_command - self.gripper_pos).clamp(-GRIPPER_SPEED, GRIPPER_SPEED)
-        self.episode_length_buf += 1
+        self.gripper_pos = self.gripper_pos + (gripper_command - self.gripper_pos).clamp(-GRIPPER_SPEED, GRIPPER_SPEED)
+        self.episode_length_buf = self.episode_length_buf + 1
 
         distance = torch.linalg.vector_norm(forward_kinematics(self.joint_pos) - self.target, dim=-1)
         terminated = self.gripper_pos[:, 0] >= GRIPPER_CLOSED
