@@ -16,7 +16,8 @@ step sends one batched request for B envs (B=1 and B=16) with two 180x320x3 came
 CPU op (the scheduler's scatter of a (16, 32, 8) chunk) wait a whole scheduler time slice (~8 ms)
 for a busy second core; on the GPU this path does not exist. Pass 0 to keep torch's default.
 
-Prints mean and p50 milliseconds per round trip and raw-upstream / ours.
+Prints mean and p50 milliseconds per round trip (the clients take turns, call by call, so background
+load affects them alike) and raw-upstream / this client.
 """
 
 from __future__ import annotations
@@ -84,14 +85,17 @@ def wire_request(batch: int) -> dict[str, Any]:
     return {"endpoint": "get_action", "data": {"observation": flat, "options": None}}
 
 
-def time_steps(step: Callable[[], Any], steps: int) -> list[float]:
-    for _ in range(10):
-        step()
-    samples = []
-    for _ in range(steps):
-        started = time.perf_counter()
-        step()
-        samples.append((time.perf_counter() - started) * 1e3)
+def time_interleaved(steps: dict[str, Callable[[], Any]], count: int) -> dict[str, list[float]]:
+    """Milliseconds per call of each step, run round-robin so background load hits all alike."""
+    for step in steps.values():
+        for _ in range(5):
+            step()
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(count):
+        for name, step in steps.items():
+            started = time.perf_counter()
+            step()
+            samples[name].append((time.perf_counter() - started) * 1e3)
     return samples
 
 
@@ -138,17 +142,16 @@ def main() -> None:
             expected = raw_step(request, encode, decode)
             actions = policy.get_action(observation).numpy()
             assert np.array_equal(actions, expected[:, 0]), "adapter and raw client disagree"
-            rows = [
-                ("raw REQ, upstream codec", lambda r=request: raw_step(r, upstream_encode, upstream_decode)),
-                ("raw REQ, our codec", lambda r=request: raw_step(r, encode, decode)),
-                ("Gr00tTransport.infer (our codec)", lambda f=flat: transport.infer(f)),
-                ('load_policy("gr00t").get_action', lambda o=observation: policy.get_action(o)),
-            ]
-            baseline = 0.0
-            for name, step in rows:
-                samples = time_steps(step, steps)
-                mean, p50 = statistics.fmean(samples), statistics.median(samples)
-                baseline = baseline or mean
+            rows = {
+                "raw REQ, upstream codec": lambda r=request: raw_step(r, upstream_encode, upstream_decode),
+                "raw REQ, our codec": lambda r=request: raw_step(r, encode, decode),
+                "Gr00tTransport.infer (our codec)": lambda f=flat, t=transport: t.infer(f),
+                'load_policy("gr00t").get_action': lambda o=observation, p=policy: p.get_action(o),
+            }
+            samples = time_interleaved(rows, steps)
+            baseline = statistics.fmean(samples["raw REQ, upstream codec"])
+            for name, times in samples.items():
+                mean, p50 = statistics.fmean(times), statistics.median(times)
                 print(f"{batch:>3} {name:<34}{mean:>11.3f}{p50:>10.3f}{baseline / mean:>18.2f}x")
             policy.close()
             transport.close()
