@@ -59,11 +59,17 @@ def _centroids(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class TableFrame:
-    """Pixel <-> table coordinates of a batch of external images, found from the table's colour."""
+    """Pixel <-> table coordinates of a batch of external images, found from the table's colour.
 
-    def __init__(self, images: torch.Tensor) -> None:
-        color = torch.tensor(reach.TABLE_COLOR, dtype=torch.int16, device=images.device)
-        table = ((images.to(torch.int16) - color).abs() <= _TABLE_TOLERANCE).all(dim=-1)
+    Args:
+        pixels: ``(B, H, W, 3)`` images as int16.
+    """
+
+    def __init__(self, pixels: torch.Tensor) -> None:
+        r, g, b = pixels.unbind(dim=-1)
+        red, green, blue = reach.TABLE_COLOR
+        table = ((r - red).abs() <= _TABLE_TOLERANCE) & ((g - green).abs() <= _TABLE_TOLERANCE)
+        table &= (b - blue).abs() <= _TABLE_TOLERANCE
         left, right = _first_and_last(table.any(dim=1))
         top, bottom = _first_and_last(table.any(dim=2))
         self.found = (right > left) & (bottom > top)
@@ -77,20 +83,29 @@ class TableFrame:
         return torch.stack((relative[:, 0], -relative[:, 1]), dim=-1)
 
 
-def _color_mask(images: torch.Tensor, kind: str) -> torch.Tensor:
-    r, g, b = (images[..., i].to(torch.int16) for i in range(3))
+def _color_mask(pixels: torch.Tensor, kind: str) -> torch.Tensor:
+    r, g, b = pixels.unbind(dim=-1)
     if kind == "target":
         return (r > 150) & (g < 100) & (b < 100)
     return (b > 140) & (b > r + 60) & (b > g + 40)
 
 
+def locate_all(images: Any, kinds: tuple[str, ...] = ("target",)) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For each of ``kinds`` (``"target"``: the red target, ``"effector"``: the gripper's blue ring),
+    its table positions ``(B, 2)`` in external images ``(B, H, W, 3)`` uint8 and ``(B,)`` whether it
+    was seen. The table is found once for all kinds."""
+    pixels = as_tensor(images).to(torch.int16)
+    frame = TableFrame(pixels)
+    found = []
+    for kind in kinds:
+        centers, seen = _centroids(_color_mask(pixels, kind))
+        found.append((frame.to_table(centers), seen & frame.found))
+    return found
+
+
 def locate(images: Any, kind: str = "target") -> tuple[torch.Tensor, torch.Tensor]:
-    """Table positions ``(B, 2)`` of the red target (``kind="target"``) or the gripper's blue ring
-    (``kind="effector"``) in external images ``(B, H, W, 3)`` uint8, and ``(B,)`` whether it was seen."""
-    images = as_tensor(images)
-    frame = TableFrame(images)
-    pixels, seen = _centroids(_color_mask(images, kind))
-    return frame.to_table(pixels), seen & frame.found
+    """Table positions ``(B, 2)`` of ``kind`` (see :func:`locate_all`) and ``(B,)`` whether it was seen."""
+    return locate_all(images, (kind,))[0]
 
 
 class ReachExpert:
@@ -130,8 +145,7 @@ class ReachExpert:
         Arm joints 0-1 target the target, joints 2-6 target 0; the gripper closes when the blue
         ring around the gripper is seen on the target.
         """
-        target, target_seen = locate(images, "target")
-        effector, effector_seen = locate(images, "effector")
+        (target, target_seen), (effector, effector_seen) = locate_all(images, ("target", "effector"))
         action = torch.zeros(len(target), reach.ACTION_DIM, device=target.device)
         action[:, :2] = reach.inverse_kinematics(target)
         distance = torch.linalg.vector_norm(effector - target, dim=-1)
