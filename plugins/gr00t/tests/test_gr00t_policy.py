@@ -134,6 +134,8 @@ def test_generic_translators_through_load_policy(start_server: Start) -> None:
                         action_translator="gr00t.generic", config=config) as policy:
         actions = policy.get_action(observation)
     np.testing.assert_array_equal(actions.numpy(), q.numpy())
+    with aa.load_policy("gr00t", endpoint=server.endpoint, timeout=5, embodiment=config) as policy:
+        np.testing.assert_array_equal(policy.get_action(observation).numpy(), q.numpy())
 
 
 def test_plain_callable_policy_served(start_server: Start, droid_observation: Callable[..., dict[str, Any]]) -> None:

@@ -24,7 +24,14 @@ import torch
 
 from arena_adapters.options import Option
 from arena_adapters_gr00t import protocol
-from arena_adapters_gr00t.embodiment import ActionGroupSpec, CameraSpec, EmbodimentSpec, StateSpec, parse_image_size
+from arena_adapters_gr00t.embodiment import (
+    ActionGroupSpec,
+    CameraSpec,
+    EmbodimentSpec,
+    StateSpec,
+    load_spec,
+    parse_image_size,
+)
 from arena_adapters_gr00t.translators import Gr00tActions, Gr00tObservations
 
 EXTERIOR_CAMERA = "exterior_image_1_left"
@@ -32,6 +39,7 @@ WRIST_CAMERA = "wrist_image_left"
 JOINT_POSITION = "joint_position"
 GRIPPER_POSITION = "gripper_position"
 LANGUAGE_KEY = "annotation.language.language_instruction"
+DROID = "droid"
 IMAGE_SIZE = (180, 320)
 ACTION_HORIZON = 32
 JOINTS = 7
@@ -43,10 +51,14 @@ DEFAULT_PATHS = {
     "gripper_pos": "policy.gripper_pos",
 }
 
-FORMAT_OPTION = Option("format", str, protocol.FLAT, "observation format of the server: flat "
-                       "(--use-sim-policy-wrapper, as the DROID example) or nested", choices=protocol.FORMATS)
+FORMAT_OPTION = Option("format", str, None, "observation format of the server: flat "
+                       "(--use-sim-policy-wrapper, as the DROID example; the default for droid) or nested",
+                       choices=(None, *protocol.FORMATS))
+EMBODIMENT_OPTION = Option("embodiment", object, DROID, "'droid', or an embodiment config for another robot "
+                           "(dict or YAML path, see arena_adapters_gr00t.embodiment)")
 
 OBSERVATION_OPTIONS: tuple[Option, ...] = (
+    EMBODIMENT_OPTION,
     FORMAT_OPTION,
     Option("exterior_camera", str, DEFAULT_PATHS["exterior_camera"], "observation path of the exterior RGB camera"),
     Option("wrist_camera", str, DEFAULT_PATHS["wrist_camera"], "observation path of the wrist RGB camera"),
@@ -56,6 +68,7 @@ OBSERVATION_OPTIONS: tuple[Option, ...] = (
 )
 
 ACTION_OPTIONS: tuple[Option, ...] = (
+    EMBODIMENT_OPTION,
     FORMAT_OPTION,
     Option("gripper_threshold", float, None, "binarize the gripper action at this value (the DROID example "
            "uses 0.5); default: pass it through"),
@@ -87,22 +100,36 @@ def droid_spec(
     )
 
 
+def is_droid(embodiment: Any) -> bool:
+    """True for ``"droid"`` (any case) and the embodiment tag ``"oxe_droid"``."""
+    return isinstance(embodiment, str) and embodiment.strip().lower() in (DROID, "oxe_droid")
+
+
 def droid_observations(
-    format: str = protocol.FLAT,
+    embodiment: Any = DROID,
+    format: str | None = None,
     exterior_camera: str = DEFAULT_PATHS["exterior_camera"],
     wrist_camera: str = DEFAULT_PATHS["wrist_camera"],
     joint_pos: str = DEFAULT_PATHS["joint_pos"],
     gripper_pos: str = DEFAULT_PATHS["gripper_pos"],
     image_size: Any = IMAGE_SIZE,
 ) -> Gr00tObservations:
-    """The DROID observation translator (factory of ``gr00t.droid``)."""
-    return Gr00tObservations(droid_spec(format=format, exterior_camera=exterior_camera, wrist_camera=wrist_camera,
-                                        joint_pos=joint_pos, gripper_pos=gripper_pos, image_size=image_size))
+    """The observation translator of the ``gr00t`` adapter (``gr00t.droid``): DROID, or the embodiment
+    config given as ``embodiment`` (then the DROID path options do not apply)."""
+    if not is_droid(embodiment):
+        return Gr00tObservations(load_spec(embodiment), format=format)
+    return Gr00tObservations(droid_spec(format=format or protocol.FLAT, exterior_camera=exterior_camera,
+                                        wrist_camera=wrist_camera, joint_pos=joint_pos, gripper_pos=gripper_pos,
+                                        image_size=image_size))
 
 
-def droid_actions(format: str = protocol.FLAT, gripper_threshold: float | None = None) -> Gr00tActions:
-    """The DROID action translator (factory of ``gr00t.droid``): (B, 32, 7) + (B, 32, 1) -> (B, 32, 8)."""
-    return Gr00tActions(droid_spec(format=format, gripper_threshold=gripper_threshold))
+def droid_actions(embodiment: Any = DROID, format: str | None = None,
+                  gripper_threshold: float | None = None) -> Gr00tActions:
+    """The action translator of the ``gr00t`` adapter (``gr00t.droid``): DROID's (B, 32, 7) + (B, 32, 1)
+    -> (B, 32, 8), or the action layout of the embodiment config given as ``embodiment``."""
+    if not is_droid(embodiment):
+        return Gr00tActions(load_spec(embodiment), format=format)
+    return Gr00tActions(droid_spec(format=format or protocol.FLAT, gripper_threshold=gripper_threshold))
 
 
 def example_observation(num_envs: int, device: str | torch.device = "cpu", height: int = 90,

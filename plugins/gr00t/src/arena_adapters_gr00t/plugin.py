@@ -9,6 +9,8 @@ Parts:
 The ``gr00t`` adapter composes ``gr00t.zmq`` with the DROID translators and executes 8 actions
 per chunk, like the upstream DROID example. For another embodiment::
 
+    load_policy("gr00t", endpoint="tcp://127.0.0.1:5555", embodiment="my_robot.yaml")
+    # or, the same translators by name:
     load_policy("gr00t", endpoint="tcp://127.0.0.1:5555", observation_translator="gr00t.generic",
                 action_translator="gr00t.generic", config="my_robot.yaml")
 """
