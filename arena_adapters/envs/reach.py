@@ -18,7 +18,10 @@ towards their targets at most :data:`JOINT_SPEED` per step, the gripper :data:`G
 The contract follows Isaac Lab's ``ManagerBasedRLEnv``: ``reset() -> (obs, extras)``,
 ``step(actions) -> (obs, reward, terminated, truncated, extras)`` with finished envs reset inside
 ``step()`` (the returned observation is the first of their new episode). ``extras["success"]``
-tells which of the finished episodes succeeded. Everything is batched tensor code: no Python loop
+tells which of the finished episodes succeeded. Camera images are drawn into two persistent buffers
+used in turn (as camera sensors reuse theirs): an observation's images stay valid during the next
+``step()`` and are overwritten by the one after; clone them to keep them longer.
+Everything is batched tensor code: no Python loop
 over envs, no device-to-host synchronisation, images drawn as small patches (see
 :mod:`arena_adapters.envs.drawing`).
 """
