@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import msgpack
 import numpy as np
 import pytest
 import zmq
@@ -310,3 +311,22 @@ def test_n16_client_against_n15_server_fails_cleanly(start_server: Start, transp
     server = start_server(protocol_version="n1.5")
     with pytest.raises(ServerError):
         transports(server.endpoint, timeout=5).infer(flat_observation(1))
+
+
+def test_plain_field_maps_are_served_as_modality_configs(start_server: Start,
+                                                        transports: Callable[..., Gr00tTransport]) -> None:
+    class Policy:
+        def get_action(self, observation: Any, options: Any = None) -> Any:
+            return {}, {}
+
+        def get_modality_config(self) -> dict[str, Any]:
+            return {"video": {"delta_indices": [0], "modality_keys": ["cam"]}, "note": "kept as is"}
+
+    server = start_server(Policy())
+    frame = server.handle(encode({"endpoint": "get_modality_config"}))
+    raw = msgpack.unpackb(frame)
+    assert raw["video"] == {"__ModalityConfig_class__": True, "as_json": {
+        "delta_indices": [0], "modality_keys": ["cam"], "sin_cos_embedding_keys": None,
+        "mean_std_embedding_keys": None, "action_configs": None}}
+    assert raw["note"] == "kept as is"
+    assert transports(server.endpoint, timeout=5).get_modality_config()["video"].modality_keys == ("cam",)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +114,9 @@ class ReferenceServer:
         configs = getter() if callable(getter) else {}
         if self.protocol_version == protocol.N15:
             return {name: _n15_config(name, config) for name, config in as_modality_configs(configs).items()}
+        if isinstance(configs, Mapping):  # plain field maps go out as ModalityConfig maps, as upstream's do
+            converted = as_modality_configs(configs)
+            return {name: converted.get(str(name), value) for name, value in configs.items()}
         return configs
 
     def _get_action_n15(self, observation: Any) -> Any:
