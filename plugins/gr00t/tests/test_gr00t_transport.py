@@ -330,3 +330,9 @@ def test_plain_field_maps_are_served_as_modality_configs(start_server: Start,
         "mean_std_embedding_keys": None, "action_configs": None}}
     assert raw["note"] == "kept as is"
     assert transports(server.endpoint, timeout=5).get_modality_config()["video"].modality_keys == ("cam",)
+
+
+def test_binding_a_busy_port_is_a_transport_error(server: ReferenceServer) -> None:
+    port = int(server.endpoint.rsplit(":", 1)[1])
+    with pytest.raises(TransportError, match="cannot bind"):
+        ReferenceServer(port=port).start()

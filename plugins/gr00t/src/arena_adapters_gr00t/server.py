@@ -28,6 +28,7 @@ from typing import Any
 
 import zmq
 
+from arena_adapters.errors import TransportError
 from arena_adapters.importing import import_object
 from arena_adapters_gr00t import protocol
 from arena_adapters_gr00t.codec import decode, encode
@@ -153,18 +154,24 @@ class ReferenceServer:
         return self._endpoint
 
     def start(self) -> ReferenceServer:
-        """Bind and start serving in a background thread; returns once the socket is bound."""
+        """Bind and start serving in a background thread; returns once the socket is bound.
+
+        Raises:
+            TransportError: the address cannot be bound (port in use, bad host).
+        """
         if self._thread is not None:
             return self
         self._context = zmq.Context()
         sock = self._context.socket(zmq.REP)
         sock.setsockopt(zmq.LINGER, 0)
+        address = f"tcp://{self.host}:{self.port if self.port else '*'}"
         try:
-            sock.bind(f"tcp://{self.host}:{self.port if self.port else '*'}")
-        except zmq.ZMQError:
+            sock.bind(address)
+        except zmq.ZMQError as exc:
             sock.close(linger=0)
             self._context.term()
-            raise
+            self._context = None
+            raise TransportError(f"GR00T reference server cannot bind {address}: {exc}") from exc
         self._socket = sock
         self._endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._running = True
