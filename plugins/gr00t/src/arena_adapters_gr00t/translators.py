@@ -10,7 +10,6 @@ float32 tensor on the env device. Both read missing names/horizons from the serv
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,8 +24,6 @@ from arena_adapters.parts import Observation, Query
 from arena_adapters_gr00t import protocol
 from arena_adapters_gr00t.embodiment import ActionGroupSpec, EmbodimentSpec, load_spec
 from arena_adapters_gr00t.modality import as_modality_configs
-
-logger = logging.getLogger(__name__)
 
 STATE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
