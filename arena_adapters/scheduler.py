@@ -95,12 +95,21 @@ class ActionChunkScheduler:
         self.requests_per_env = np.zeros(num_envs, dtype=np.int64)
         self.load_calls = 0
 
-        self._capacity = 0
-        self._env_index = torch.arange(num_envs, device=self.device)
-        self._buffer = torch.empty(0, device=self.device, dtype=dtype)
-        self._read_index = torch.zeros(num_envs, dtype=torch.long, device=self.device)
-        self._weights = torch.empty(0, device=self.device, dtype=dtype)
         self._last_load = np.zeros(num_envs, dtype=np.int64)
+        self._paused = np.zeros(num_envs, dtype=bool)
+        self._active_ids = np.arange(num_envs, dtype=np.int64)
+        self._capacity = 0
+        # Normal (not inference-mode) tensors, so that callers inside and outside
+        # torch.inference_mode() can both update them.
+        with torch.inference_mode(False):
+            self._env_index = torch.arange(num_envs, device=self.device)
+            self._buffer = torch.empty(0, device=self.device, dtype=dtype)
+            self._read_index = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+            self._advance = torch.ones(num_envs, dtype=torch.long, device=self.device)
+            self._weights = torch.empty(0, device=self.device, dtype=dtype)
+            self._held_actions = torch.empty(0, device=self.device, dtype=dtype)
+            self._held_mask = torch.zeros(num_envs, 1, dtype=torch.bool, device=self.device)
+        self._last_actions: torch.Tensor | None = None
 
     # ------------------------------------------------------------------------- the step path
 
@@ -113,7 +122,7 @@ class ActionChunkScheduler:
             return _EMPTY_IDS
         due = np.flatnonzero(self._due <= self.t)
         if self.strategy == "lockstep" and len(due):
-            return np.arange(self.num_envs, dtype=np.int64)
+            return self._active_ids
         return due
 
     def step(self) -> torch.Tensor:
@@ -129,12 +138,15 @@ class ActionChunkScheduler:
                     f"envs {missing[:16].tolist()}{'...' if len(missing) > 16 else ''} have no action "
                     f"left for step {self.t}: load a chunk for them first"
                 )
+        if not self._capacity:
+            raise ActionError("no action chunk was ever loaded: every env is paused")
         if self.strategy == "ensemble":
             actions = self._ensemble_step()
         else:
             actions = self._buffer.view(-1, self._buffer.shape[-1]).index_select(0, self._read_index)
-            self._read_index.add_(1)
+            self._read_index.add_(self._advance)
         self.t += 1
+        self._last_actions = actions
         return actions
 
     def _ensemble_step(self) -> torch.Tensor:
@@ -143,6 +155,8 @@ class ActionChunkScheduler:
         actions = self._buffer[:, slot] / weights.unsqueeze(1)
         self._buffer[:, slot].zero_()
         self._weights[:, slot].zero_()
+        if len(self._active_ids) < self.num_envs:
+            actions = torch.where(self._held_mask, self._held_actions, actions)
         return actions
 
     # ------------------------------------------------------------------------ loading chunks
@@ -179,6 +193,8 @@ class ActionChunkScheduler:
             )
         if rows == 0:
             return
+        if self._paused[env_ids].any():
+            raise ActionError(f"envs {env_ids[self._paused[env_ids]].tolist()} are paused: reset them first")
         if horizon > self._capacity:
             self._grow(horizon)
         chunk = chunk.to(device=self.device, dtype=self.dtype, non_blocking=True)
@@ -220,36 +236,85 @@ class ActionChunkScheduler:
         assert dim is not None
         old_capacity, old_buffer, old_weights = self._capacity, self._buffer, self._weights
         self._capacity = horizon
-        self._buffer = torch.zeros(self.num_envs, horizon, dim, device=self.device, dtype=self.dtype)
-        if self.strategy == "ensemble":
-            self._weights = torch.zeros(self.num_envs, horizon, device=self.device, dtype=self.dtype)
-            if old_capacity:
-                times = self.t + torch.arange(old_capacity, device=self.device)
-                self._buffer[:, times % horizon] = old_buffer[:, times % old_capacity]
-                self._weights[:, times % horizon] = old_weights[:, times % old_capacity]
-        elif old_capacity:
-            self._buffer[:, :old_capacity] = old_buffer
-            cursor = torch.from_numpy(self.t - self._start).to(self.device)
-            self._read_index = self._env_index * horizon + cursor
+        with torch.inference_mode(False):
+            self._buffer = torch.zeros(self.num_envs, horizon, dim, device=self.device, dtype=self.dtype)
+            if self.strategy == "ensemble":
+                self._weights = torch.zeros(self.num_envs, horizon, device=self.device, dtype=self.dtype)
+                if not old_capacity:
+                    self._held_actions = torch.zeros(self.num_envs, dim, device=self.device, dtype=self.dtype)
+                if old_capacity:
+                    times = self.t + torch.arange(old_capacity, device=self.device)
+                    self._buffer[:, times % horizon] = old_buffer[:, times % old_capacity]
+                    self._weights[:, times % horizon] = old_weights[:, times % old_capacity]
+            else:
+                cursor = self._read_index - self._env_index * old_capacity
+                if old_capacity:
+                    self._buffer[:, :old_capacity] = old_buffer
+                else:
+                    cursor.zero_()
+                self._read_index = self._env_index * horizon + cursor
 
     # ------------------------------------------------------------------------------ resets
 
     def reset(self, env_ids: EnvIds | None = None) -> None:
-        """Drop the chunks of ``env_ids`` (host int64; ``None``: all envs): they are due at once."""
-        if env_ids is None:
-            env_ids = np.arange(self.num_envs, dtype=np.int64)
-        env_ids = np.asarray(env_ids, dtype=np.int64)
+        """Drop the chunks of ``env_ids`` (host int64; ``None``: all envs): they are due at once.
+        Paused envs among them resume."""
+        env_ids = self._checked_ids(env_ids, "reset")
         if len(env_ids) == 0:
             return
-        if env_ids.min() < 0 or env_ids.max() >= self.num_envs:
-            bad = env_ids[(env_ids < 0) | (env_ids >= self.num_envs)]
-            raise ConfigError(f"reset: env ids must be in [0, {self.num_envs}), got {bad[:8].tolist()}")
         self._due[env_ids] = self.t
         self._next_due = self.t
+        resumed = env_ids[self._paused[env_ids]]
+        if len(resumed):
+            self._set_paused(resumed, False)
         if self.strategy == "ensemble" and self._capacity:
             ids = torch.from_numpy(env_ids).to(self.device, non_blocking=True)
             self._buffer[ids] = 0
             self._weights[ids] = 0
+
+    def pause(self, env_ids: EnvIds) -> None:
+        """Stop querying ``env_ids``: they hold their last action (zeros if they never acted) until
+        :meth:`reset` resumes them. For runners that mask out envs whose episodes will not count."""
+        env_ids = self._checked_ids(env_ids, "pause")
+        env_ids = env_ids[~self._paused[env_ids]]
+        if len(env_ids) == 0:
+            return
+        self._due[env_ids] = _NEVER
+        self._next_due = int(self._due.min())
+        self._set_paused(env_ids, True)
+        if not self._capacity:
+            return
+        ids = torch.from_numpy(env_ids).to(self.device, non_blocking=True)
+        acted = torch.from_numpy(self._start[env_ids] < self.t).to(self.device, non_blocking=True)
+        if self.strategy == "ensemble":
+            last = self._last_actions if self._last_actions is not None else self._held_actions
+            self._held_actions[ids] = torch.where(acted.unsqueeze(1), last[ids].to(self.dtype), 0)
+        else:
+            # Point the read index at the last action returned (or at the row start) and freeze it.
+            self._read_index[ids] = torch.where(acted, self._read_index[ids] - 1, ids * self._capacity)
+
+    def _set_paused(self, env_ids: EnvIds, paused: bool) -> None:
+        self._paused[env_ids] = paused
+        self._active_ids = np.flatnonzero(~self._paused)
+        ids = torch.from_numpy(env_ids).to(self.device, non_blocking=True)
+        self._advance[ids] = 0 if paused else 1
+        self._held_mask[ids] = paused
+        if not paused and self.strategy != "ensemble":
+            self._read_index[ids] += 1  # back to "next action to read", as for active envs
+
+    def _checked_ids(self, env_ids: EnvIds | None, what: str) -> EnvIds:
+        if env_ids is None:
+            return np.arange(self.num_envs, dtype=np.int64)
+        env_ids = np.asarray(env_ids, dtype=np.int64)
+        if len(env_ids) and (env_ids.min() < 0 or env_ids.max() >= self.num_envs):
+            bad = env_ids[(env_ids < 0) | (env_ids >= self.num_envs)]
+            raise ConfigError(f"{what}: env ids must be in [0, {self.num_envs}), got {bad[:8].tolist()}")
+        return env_ids
+
+    @property
+    def paused_envs(self) -> EnvIds:
+        """Host array of the paused envs."""
+        return np.flatnonzero(self._paused)
 
     @property
     def horizon(self) -> int:
@@ -261,5 +326,6 @@ class ActionChunkScheduler:
         return np.maximum(self._due - self.t, 0)
 
 
+_NEVER = np.iinfo(np.int64).max // 2
 _EMPTY_IDS = np.zeros(0, dtype=np.int64)
 _EMPTY_IDS.setflags(write=False)

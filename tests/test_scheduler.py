@@ -27,6 +27,8 @@ class ReferenceScheduler:
         self.chunk: list[np.ndarray | None] = [None] * num_envs
         self.loaded_at = [0] * num_envs
         self.predictions: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(num_envs)]
+        self.paused = [False] * num_envs
+        self.last = np.zeros((num_envs, ACTION_DIM))
 
     def _steps(self, env: int) -> int:
         chunk = self.chunk[env]
@@ -34,9 +36,13 @@ class ReferenceScheduler:
         return len(chunk) if self.k is None else min(self.k, len(chunk))
 
     def due(self) -> list[int]:
-        due = [e for e in range(self.num_envs) if self.chunk[e] is None or self.t - self.loaded_at[e] >= self._steps(e)]
+        due = [
+            e
+            for e in range(self.num_envs)
+            if not self.paused[e] and (self.chunk[e] is None or self.t - self.loaded_at[e] >= self._steps(e))
+        ]
         if self.strategy == "lockstep" and due:
-            return list(range(self.num_envs))
+            return [e for e in range(self.num_envs) if not self.paused[e]]
         return due
 
     def load(self, env_ids: list[int], chunk: np.ndarray) -> None:
@@ -48,7 +54,9 @@ class ReferenceScheduler:
     def step(self) -> np.ndarray:
         out = np.zeros((self.num_envs, ACTION_DIM))
         for env in range(self.num_envs):
-            if self.strategy == "ensemble":
+            if self.paused[env]:
+                out[env] = self.last[env]
+            elif self.strategy == "ensemble":
                 live = [(s, c[self.t - s]) for s, c in self.predictions[env] if s <= self.t < s + len(c)]
                 oldest = live[0][0]
                 weights = np.array([math.exp(-self.decay * (s - oldest)) for s, _ in live])
@@ -58,12 +66,18 @@ class ReferenceScheduler:
                 assert chunk is not None
                 out[env] = chunk[self.t - self.loaded_at[env]]
         self.t += 1
+        self.last = out
         return out
 
     def reset(self, env_ids: list[int]) -> None:
         for env in env_ids:
             self.chunk[env] = None
             self.predictions[env] = []
+            self.paused[env] = False
+
+    def pause(self, env_ids: list[int]) -> None:
+        for env in env_ids:
+            self.paused[env] = True
 
 
 @settings(max_examples=150, deadline=None)
@@ -74,6 +88,8 @@ class ReferenceScheduler:
     decay=st.sampled_from([0.0, 0.01, 0.5, -0.2]),
     steps=st.integers(1, 50),
     reset_probability=st.sampled_from([0.0, 0.05, 0.3]),
+    pause_probability=st.sampled_from([0.0, 0.05]),
+    inference_mode=st.booleans(),
     seed=st.integers(0, 2**31 - 1),
 )
 def test_matches_reference(
@@ -83,6 +99,8 @@ def test_matches_reference(
     decay: float,
     steps: int,
     reset_probability: float,
+    pause_probability: float,
+    inference_mode: bool,
     seed: int,
 ) -> None:
     rng = np.random.default_rng(seed)
@@ -90,20 +108,26 @@ def test_matches_reference(
         num_envs, "cpu", execute_steps=execute_steps, strategy=strategy, ensemble_decay=decay, dtype=torch.float64
     )
     reference = ReferenceScheduler(num_envs, execute_steps, strategy, decay)
-    for _ in range(steps):
-        due = scheduler.due_envs()
-        assert due.tolist() == reference.due()
-        if len(due):
-            horizon = int(rng.integers(1, 9))
-            chunk = rng.normal(size=(len(due), horizon, ACTION_DIM))
-            scheduler.load(due, torch.from_numpy(chunk))
-            reference.load(due.tolist(), chunk)
-        actions = scheduler.step()
+    for step in range(steps):
+        with torch.inference_mode(inference_mode and step % 2 == 0):  # Arena steps in inference mode
+            due = scheduler.due_envs()
+            assert due.tolist() == reference.due()
+            if len(due):
+                horizon = int(rng.integers(1, 9))
+                chunk = rng.normal(size=(len(due), horizon, ACTION_DIM))
+                scheduler.load(due, torch.from_numpy(chunk))
+                reference.load(due.tolist(), chunk)
+            if len(scheduler.paused_envs) == num_envs and scheduler.horizon == 0:
+                return  # everything paused before any chunk: there is no action to give
+            actions = scheduler.step()
         assert actions.shape == (num_envs, ACTION_DIM)
         np.testing.assert_allclose(actions.numpy(), reference.step(), rtol=1e-9, atol=1e-9)
         resets = np.flatnonzero(rng.random(num_envs) < reset_probability)
         scheduler.reset(resets)
         reference.reset(resets.tolist())
+        pauses = np.flatnonzero(rng.random(num_envs) < pause_probability)
+        scheduler.pause(pauses)
+        reference.pause(pauses.tolist())
 
 
 def _episode_lengths(rng: np.random.Generator, num_envs: int, total_steps: int) -> list[list[int]]:
@@ -192,6 +216,35 @@ def test_errors_are_explicit() -> None:
         ActionChunkScheduler(3, strategy="sometimes")
     with pytest.raises(ConfigError, match=r"execute_steps"):
         ActionChunkScheduler(3, execute_steps=0)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_paused_envs_hold_their_last_action_and_are_never_due(strategy: str) -> None:
+    scheduler = ActionChunkScheduler(3, "cpu", execute_steps=2, strategy=strategy, ensemble_decay=0.0)
+    scheduler.load(scheduler.due_envs(), torch.arange(18.0).view(3, 3, 2))
+    first = scheduler.step()
+    scheduler.pause(np.array([1]))
+    assert scheduler.paused_envs.tolist() == [1]
+    for _ in range(5):
+        due = scheduler.due_envs()
+        assert 1 not in due.tolist()
+        if len(due):
+            scheduler.load(due, torch.zeros(len(due), 3, 2))
+        assert scheduler.step()[1].tolist() == first[1].tolist()
+    with pytest.raises(ActionError, match=r"envs \[1\] are paused"):
+        scheduler.load(np.array([1]), torch.zeros(1, 3, 2))
+    scheduler.reset(np.array([1]))
+    assert 1 in scheduler.due_envs().tolist() and scheduler.paused_envs.tolist() == []
+
+
+def test_buffers_made_in_inference_mode_stay_usable_outside() -> None:
+    scheduler = ActionChunkScheduler(2, "cpu", execute_steps=2)
+    with torch.inference_mode():
+        scheduler.load(scheduler.due_envs(), torch.zeros(2, 4, 3))
+        scheduler.step()
+    scheduler.reset(np.array([0]))
+    scheduler.load(scheduler.due_envs(), torch.ones(1, 4, 3))
+    assert scheduler.step()[:, 0].tolist() == [1.0, 0.0]
 
 
 def test_ensemble_decay_bound_is_enforced() -> None:
