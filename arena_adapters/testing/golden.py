@@ -171,7 +171,7 @@ def strict_differences(actual: Any, expected: Any, path: str = "$") -> Iterator[
             yield f"{path}: shape {actual.shape} != {expected.shape}"
         elif _order(actual) != _order(expected):
             yield f"{path}: memory order {_order(actual)} != {_order(expected)}"
-        elif not np.array_equal(actual, expected, equal_nan=expected.dtype.kind in "fc"):
+        elif not _same_elements(actual, expected):
             yield f"{path}: values differ"
     elif isinstance(expected, np.generic):
         if actual.dtype.str != expected.dtype.str or actual != expected:
@@ -199,6 +199,13 @@ def assert_strictly_equal(actual: Any, expected: Any) -> None:
     """Raise ``AssertionError`` listing every strict difference (see :func:`strict_differences`)."""
     differences = list(strict_differences(actual, expected))
     assert not differences, "\n".join(differences[:20])
+
+
+def _same_elements(actual: npt.NDArray[Any], expected: npt.NDArray[Any]) -> bool:
+    """Element-wise equality where NaN equals NaN and NaT equals NaT."""
+    if expected.dtype.kind in "mM":
+        return bool(np.array_equal(actual.view(np.int64), expected.view(np.int64)))
+    return bool(np.array_equal(actual, expected, equal_nan=expected.dtype.kind in "fc"))
 
 
 def _order(array: npt.NDArray[Any]) -> str:

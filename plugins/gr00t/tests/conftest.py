@@ -13,7 +13,7 @@ import torch
 from arena_adapters_gr00t.modality import ModalityConfig, is_modality_config_map
 from arena_adapters_gr00t.server import ReferenceServer
 
-from arena_adapters.testing.golden import GoldenCase, find_golden_dir, load_cases, rebuild, rebuild_array
+from arena_adapters.testing.golden import GoldenCase, find_golden_dir, load_cases, rebuild
 
 
 @pytest.fixture(scope="session")
@@ -25,29 +25,13 @@ def golden_cases() -> dict[str, GoldenCase]:
     return cases
 
 
-def _mark_0d(tree: Any) -> Any:
-    # arena_adapters.testing.golden.rebuild_array turns 0-d arrays into shape (1,) (np.ascontiguousarray);
-    # rebuild them ourselves until the core is fixed.
-    if isinstance(tree, list):
-        return [_mark_0d(item) for item in tree]
-    if isinstance(tree, dict):
-        if set(tree) == {"$array"} and tree["$array"]["shape"] == []:
-            return {"$array0d": tree["$array"]}
-        return {key: _mark_0d(value) for key, value in tree.items()}
-    return tree
-
-
 def _on_map(value: dict[str, Any]) -> Any:
-    if set(value) == {"$array0d"}:
-        return rebuild_array(value["$array0d"]).reshape(())
-    if is_modality_config_map(value):
-        return ModalityConfig.from_wire(value)
-    return value
+    return ModalityConfig.from_wire(value) if is_modality_config_map(value) else value
 
 
 def rebuild_gr00t(tree: Any) -> Any:
-    """Rebuild a golden TREE for GR00T: ModalityConfig maps become objects, 0-d arrays stay 0-d."""
-    return rebuild(_mark_0d(tree), on_map=_on_map)
+    """Rebuild a golden TREE for GR00T: ModalityConfig maps become objects."""
+    return rebuild(tree, on_map=_on_map)
 
 
 @pytest.fixture(scope="session")
