@@ -5,24 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-import torch
 
 from arena_adapters.cli import main
 from arena_adapters.errors import ConfigError, TransportError, UnknownAdapterError
 from arena_adapters.evaluation import EvalProgress, read_json
 from arena_adapters.evaluation.demo import DEMO_ADAPTERS, run_demo
 from arena_adapters.evaluation.server_process import ServerProcess
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _gone(pid: int) -> bool:

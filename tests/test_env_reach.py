@@ -29,15 +29,6 @@ from arena_adapters.errors import ConfigError, UnknownAdapterError
 from arena_adapters.imaging import resize_with_pad
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Any:
-    """Small tensors: one intra-op thread avoids oversubscribing a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _hold(env: ReachEnv, gripper: float = 0.0) -> torch.Tensor:
     actions = torch.zeros(env.num_envs, ACTION_DIM)
     actions[:, :7] = env.joint_pos

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,14 +11,6 @@ import arena_adapters as aa
 from arena_adapters.envs.reach import ReachEnv
 from arena_adapters.envs.reach_serving import LocalReachExpert
 from arena_adapters.evaluation import EpisodeLedger, evaluate
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _simulate(num_envs: int, num_episodes: int, lengths: list[int]) -> tuple[EpisodeLedger, list[tuple[int, int]]]:

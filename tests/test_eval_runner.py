@@ -21,12 +21,6 @@ from arena_adapters.evaluation import EvalProgress, ProgressDisplay, evaluate, r
 SMALL = {"image_height": 60, "image_width": 100}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _policy(**options: Any) -> aa.Policy:

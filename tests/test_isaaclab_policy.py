@@ -25,12 +25,6 @@ from arena_adapters.isaaclab import AdapterPolicy, AdapterPolicyConfig, Standalo
 NUM_JOINTS = 7
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class FakeManagerBasedRLEnv:
