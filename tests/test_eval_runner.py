@@ -21,8 +21,6 @@ from arena_adapters.evaluation import EvalProgress, ProgressDisplay, evaluate, r
 SMALL = {"image_height": 60, "image_width": 100}
 
 
-
-
 def _policy(**options: Any) -> aa.Policy:
     return aa.load_policy("local", policy=LocalReachExpert(), execute_steps=8, **options)
 

@@ -25,8 +25,6 @@ from arena_adapters.isaaclab import AdapterPolicy, AdapterPolicyConfig, Standalo
 NUM_JOINTS = 7
 
 
-
-
 class FakeManagerBasedRLEnv:
     """The parts of Isaac Lab's ``ManagerBasedRLEnv`` a policy runner touches.
 
