@@ -106,6 +106,7 @@ class Policy:
         self._connected = False
         self._closed = False
         self._num_envs_hint = num_envs
+        self._pending_pause: EnvIds = np.zeros(0, dtype=np.int64)
         self._device_hint = None if device is None else torch.device(device)
         self.scheduler: ActionChunkScheduler | None = None
         validate_schedule(strategy, execute_steps)
@@ -195,6 +196,8 @@ class Policy:
 
     def _make_scheduler(self, num_envs: int, device: torch.device) -> ActionChunkScheduler:
         self.scheduler = ActionChunkScheduler(num_envs, device, **self._scheduler_options)
+        if len(self._pending_pause):
+            self.scheduler.pause(self._pending_pause)
         return self.scheduler
 
     # ------------------------------------------------------------------ resets, instructions
@@ -204,12 +207,30 @@ class Policy:
         and the server is told where the protocol has a reset."""
         self._check_open()
         ids = None if env_ids is None else _to_host_ids(env_ids)
+        num_envs = self.scheduler.num_envs if self.scheduler is not None else self._num_envs_hint
+        if ids is not None and len(ids) == num_envs:
+            ids = None  # every env: the server may reset as a whole
         if self.scheduler is not None:
             self.scheduler.reset(ids)
+        else:
+            self._pending_pause = np.zeros(0, np.int64) if ids is None else np.setdiff1d(self._pending_pause, ids)
         if ids is None or len(ids):
             if not self._connected:
                 self.connect()
             self.transport.reset(ids)
+
+    def pause(self, env_ids: Sequence[int] | EnvIds | torch.Tensor) -> None:
+        """Stop querying ``env_ids``: they hold their last action until :meth:`reset` resumes them.
+
+        For runners that mask out envs whose further episodes will not be counted, so that they
+        cost no inference.
+        """
+        self._check_open()
+        ids = _to_host_ids(env_ids)
+        if self.scheduler is None:
+            self._pending_pause = np.union1d(self._pending_pause, ids)
+        else:
+            self.scheduler.pause(ids)
 
     def set_instruction(self, text: str, env_ids: Sequence[int] | EnvIds | torch.Tensor | None = None) -> None:
         """Set the task instruction sent with observations, for all envs or only ``env_ids``."""

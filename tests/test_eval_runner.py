@@ -165,3 +165,14 @@ def test_eval_command_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "adapter 'local' takes no endpoint" in capsys.readouterr().err
     assert main(["eval", "--adapter", "local", "--env", "nope", "--policy", "x:y", "--no-report"]) == 2
     assert "unknown environment 'nope'" in capsys.readouterr().err
+
+
+def test_masked_out_envs_cost_no_inference() -> None:
+    """Envs beyond the budget are paused: the env observations sent are exactly those the counted
+    episodes need (one per execute_steps of each), not one per env step of every env."""
+    execute_steps = 8
+    with aa.load_policy("local", policy=LocalReachExpert(), execute_steps=execute_steps) as policy:
+        result = evaluate(policy, ReachEnv(num_envs=6, **SMALL), 7)
+    needed = sum(-(-episode.length // execute_steps) for episode in result.episodes)
+    assert len(result.episodes) == 7
+    assert result.env_requests == needed

@@ -172,3 +172,31 @@ def test_fetch_accounting_through_the_policy() -> None:
     ideal += -(-elapsed // execute_steps)  # the episodes still running
     assert asked.tolist() == ideal.tolist()
     assert queries_on_replay_steps == 0
+
+
+def test_paused_envs_are_not_queried_until_reset() -> None:
+    toy = ToyPolicy(horizon=2)
+    policy = aa.load_policy("local", policy=toy, execute_steps=2)
+    policy.pause([1])  # before the first step: applied when the scheduler is made
+    obs = observation(3)
+    first = policy.get_action(obs)
+    assert toy.batches == [2] and first[1].tolist() == [0.0, 0.0]  # never acted: zeros
+    policy.get_action(obs)
+    held = policy.get_action(obs)
+    assert toy.batches == [2, 2] and held[1].tolist() == [0.0, 0.0]
+    last = held[2].tolist()
+    policy.pause(torch.tensor([2]))
+    policy.get_action(obs)
+    assert policy.get_action(obs)[2].tolist() == last  # holds its last action
+    assert toy.batches == [2, 2, 1]
+    policy.reset([1, 2])
+    assert policy.get_action(obs)[:, 0].tolist() == [10.0, 1.0, 2.0]
+    assert toy.batches == [2, 2, 1, 2]
+
+
+def test_resetting_every_env_by_id_is_a_full_reset() -> None:
+    toy = ToyPolicy()
+    policy = aa.load_policy("local", policy=toy, num_envs=3)
+    policy.reset([2, 0, 1])
+    policy.reset([1])
+    assert toy.resets[0] is None and toy.resets[1].tolist() == [1]

@@ -46,7 +46,9 @@ def evaluate(
     The loop is Isaac Lab Arena's: ``env.reset()``, ``policy.reset()``, then per step
     ``policy.get_action(obs)``, ``env.step(actions)`` and ``policy.reset(env_ids)`` for the envs
     that finished (the env restarts them inside ``step``). Episodes are counted in the order they
-    start, so exactly ``num_episodes`` are reported (see :mod:`arena_adapters.evaluation.episodes`).
+    start, so exactly ``num_episodes`` are reported (see :mod:`arena_adapters.evaluation.episodes`);
+    envs whose further episodes will not count are paused (``policy.pause``): they hold their last
+    action and are no longer queried.
 
     Args:
         policy: a loaded adapter (:func:`arena_adapters.load_policy`). It is not closed here.
@@ -81,16 +83,21 @@ def evaluate(
         with torch.inference_mode():
             obs, _ = env.reset()
             policy.reset()
+            policy.pause(np.flatnonzero(~ledger.active))  # envs beyond the budget never count
             if text:
                 policy.set_instruction(text)
             while not ledger.done and (max_steps is None or ledger.step < max_steps):
                 actions = policy.get_action(obs)
                 obs, _, terminated, truncated, extras = env.step(actions)
                 ended, success = _finished_and_success(terminated, truncated, extras)
-                ledger.record_step(ended, success)
                 finished_ids = np.flatnonzero(ended)
-                if len(finished_ids):
-                    policy.reset(finished_ids)
+                was_active = ledger.active[finished_ids]
+                restarting = ledger.record_step(ended, success)
+                if len(restarting):
+                    policy.reset(restarting)
+                stopping = finished_ids[was_active & ~ledger.active[finished_ids]]
+                if len(stopping):
+                    policy.pause(stopping)  # masked out from now on: hold still, cost no inference
                 if listeners:
                     snapshot = EvalProgress(
                         step=ledger.step,
