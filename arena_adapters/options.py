@@ -27,6 +27,8 @@ class Option:
         default: the value used when the option is not given. Leave it out to make the option required.
         help: one line for ``arena-adapters info`` and ``--help``.
         choices: the allowed values, if the option is an enumeration.
+        minimum: the smallest allowed value (inclusive), for numbers.
+        above: a bound the value must exceed (exclusive), for numbers.
         check: an optional predicate on the converted value, with ``check_text`` describing it.
     """
 
@@ -35,6 +37,8 @@ class Option:
     default: Any = _REQUIRED
     help: str = ""
     choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    above: float | None = None
     check: Callable[[Any], bool] | None = field(default=None, compare=False)
     check_text: str = ""
 
@@ -51,6 +55,10 @@ class Option:
             raise ConfigError(
                 f"option {self.name!r}{where}: expected one of {list(self.choices)}, got {value!r}"
             )
+        if converted is not None and self.minimum is not None and converted < self.minimum:
+            raise ConfigError(f"option {self.name!r}{where}: expected a value >= {self.minimum:g}, got {value!r}")
+        if converted is not None and self.above is not None and converted <= self.above:
+            raise ConfigError(f"option {self.name!r}{where}: expected a value > {self.above:g}, got {value!r}")
         if self.check is not None and converted is not None and not self.check(converted):
             raise ConfigError(f"option {self.name!r}{where}: expected {self.check_text}, got {value!r}")
         return converted

@@ -38,7 +38,7 @@ POLICY_OPTIONS: tuple[Option, ...] = (
     Option("num_envs", int, None, "number of envs (default: from the first observation)"),
     Option("device", str, None, "env device (default: from the first observation)"),
     Option("execute_steps", int, None, "actions executed per chunk before re-querying (default: all)",
-           check=lambda v: v >= 1, check_text="an int >= 1"),
+           minimum=1),
     Option("strategy", str, "replay", "chunk scheduling strategy", choices=STRATEGIES),
     Option("ensemble_decay", float, 0.01, "temporal ensembling weight decay m in exp(-m*i)"),
     Option("instruction", str, None, "task instruction sent with every observation"),

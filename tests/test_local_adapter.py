@@ -110,7 +110,7 @@ def test_config_errors_name_the_option() -> None:
         aa.load_policy("local", policy=ToyPolicy(), horizon=3)
     with pytest.raises(ConfigError, match=r"option 'policy': expected a callable"):
         aa.load_policy("local", policy=42)
-    with pytest.raises(ConfigError, match=r"option 'execute_steps'.*expected an int >= 1, got 0"):
+    with pytest.raises(ConfigError, match=r"option 'execute_steps'.*expected a value >= 1, got 0"):
         aa.load_policy("local", policy=ToyPolicy(), execute_steps=0)
 
 

@@ -148,10 +148,10 @@ class ReachEnv:
     """
 
     OPTIONS: tuple[Option, ...] = (
-        Option("image_height", int, 180, "camera image height", check=lambda v: v >= 16, check_text=">= 16"),
-        Option("image_width", int, 320, "camera image width", check=lambda v: v >= 16, check_text=">= 16"),
+        Option("image_height", int, 180, "camera image height", minimum=16),
+        Option("image_width", int, 320, "camera image width", minimum=16),
         Option("max_episode_length", int, 60, "steps before an episode is truncated",
-               check=lambda v: v >= 1, check_text=">= 1"),
+               minimum=1),
         Option("seed", int, 0, "seed of the env's random generator"),
     )
 

@@ -174,7 +174,7 @@ def strict_differences(actual: Any, expected: Any, path: str = "$") -> Iterator[
         elif not _same_elements(actual, expected):
             yield f"{path}: values differ"
     elif isinstance(expected, np.generic):
-        if actual.dtype.str != expected.dtype.str or actual != expected:
+        if actual.dtype.str != expected.dtype.str or not _same_elements(np.asarray(actual), np.asarray(expected)):
             yield f"{path}: scalar {actual!r} ({actual.dtype.str}) != {expected!r} ({expected.dtype.str})"
     elif isinstance(expected, dict):
         if list(actual) != list(expected):

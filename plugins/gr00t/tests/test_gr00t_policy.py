@@ -75,8 +75,10 @@ def test_full_reset_resets_the_server_policy(server: ReferenceServer,
         policy.get_action(droid_observation(2))
         policy.reset()
         assert server.policy.policy.resets == 1
-        policy.reset(torch.tensor([0, 1]))
+        policy.reset(torch.tensor([0]))  # a partial reset cannot reach a server-wide reset
         assert server.policy.policy.resets == 1
+        policy.reset(torch.tensor([1, 0]))  # every env, by id: a full reset
+        assert server.policy.policy.resets == 2
 
 
 def test_nested_server_and_translators(start_server: Start, droid_observation: Callable[..., dict[str, Any]],

@@ -39,8 +39,7 @@ PROTOCOL = "gr00t"
 
 TRANSPORT_OPTIONS: tuple[Option, ...] = (
     Option("endpoint", str, protocol.DEFAULT_ENDPOINT, "server address tcp://HOST:PORT"),
-    Option("timeout", float, 30.0, "seconds to wait for each reply", check=lambda v: v > 0,
-           check_text="seconds > 0"),
+    Option("timeout", float, 30.0, "seconds to wait for each reply", above=0),
     Option("api_token", str, None, "API token sent with every request"),
     Option("protocol_version", str, protocol.N16, "server generation: n1.6 (N1.6 and later) or n1.5",
            choices=protocol.PROTOCOL_VERSIONS),

@@ -33,15 +33,13 @@ PROBE_OPTIONS: tuple[Option, ...] = (
     Option("format", str, AUTO, "observation format to send: flat, nested, or auto (flat, then nested)",
            choices=(AUTO, *protocol.FORMATS)),
     Option("protocol_version", str, protocol.N16, "server generation: n1.6 (and later) or n1.5"),
-    Option("batch", int, 1, "batch size B of the synthetic observation", check=lambda v: v >= 1,
-           check_text="an int >= 1"),
+    Option("batch", int, 1, "batch size B of the synthetic observation", minimum=1),
     Option("image_size", object, droid.IMAGE_SIZE, "camera size of the synthetic observation, e.g. 180x320"),
     Option("state_dims", object, None, "state dimensions, e.g. joint_position=7,gripper_position=1 "
            "(default: DROID's, else from --config, else 1)"),
     Option("config", object, None, "embodiment config (YAML path or dict) used when the server describes nothing"),
     Option("instruction", str, "pick up the cup", "language instruction of the synthetic observation"),
-    Option("repeat", int, 5, "extra get_action calls for latency figures", check=lambda v: v >= 0,
-           check_text="an int >= 0"),
+    Option("repeat", int, 5, "extra get_action calls for latency figures", minimum=0),
 )
 
 _DROID_STATE_DIMS = {droid.JOINT_POSITION: droid.JOINTS, droid.GRIPPER_POSITION: 1}

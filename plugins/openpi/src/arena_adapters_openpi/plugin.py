@@ -25,51 +25,42 @@ from arena_adapters_openpi.transport import WebsocketTransport
 PROTOCOL = "openpi"
 
 
-def _positive(value: float) -> bool:
-    return bool(value > 0)
 
-
-def _at_least_one(value: int) -> bool:
-    return bool(value >= 1)
-
-
-def _not_negative(value: float) -> bool:
-    return bool(value >= 0)
 
 
 TRANSPORT_OPTIONS = (
     Option("endpoint", str, DEFAULT_ENDPOINT, "ws://HOST:PORT of the openpi server; comma-separate replicas"),
     Option("timeout", float, 30.0, "seconds per inference request, reconnects included",
-           check=_positive, check_text="a number > 0"),
+           above=0),
     Option("connect_timeout", float, 10.0, "seconds for connect + handshake + metadata frame",
-           check=_positive, check_text="a number > 0"),
+           above=0),
     Option("api_key", str, None, "sent as 'Authorization: Api-Key <key>'"),
     Option("max_concurrency", int, 16, "env requests in flight at once (connection pool size)",
-           check=_at_least_one, check_text="an int >= 1"),
+           minimum=1),
     Option("reconnect_attempts", int, 2, "reconnects per request after a refused or stale connection",
-           check=_not_negative, check_text="an int >= 0"),
+           minimum=0),
     Option("reconnect_backoff", float, 0.05, "seconds before the first reconnect (doubled each time)",
-           check=_not_negative, check_text="a number >= 0"),
+           minimum=0),
     Option("keepalive_interval", float, 20.0, "seconds between keepalive pings (0: none)",
-           check=_not_negative, check_text="a number >= 0"),
+           minimum=0),
     Option("keepalive_timeout", float, None, "seconds to wait for a pong (default: max(20, timeout))"),
     Option("max_message_bytes", int, 64 * 2**20, "largest reply/metadata frame accepted",
-           check=_at_least_one, check_text="an int >= 1"),
+           minimum=1),
     Option("max_array_bytes", int, 64 * 2**20, "largest array in a reply accepted",
-           check=_at_least_one, check_text="an int >= 1"),
+           minimum=1),
 )
 
 OBSERVATION_OPTIONS = (
     Option("embodiment", str, "droid", "wire observation layout", choices=EMBODIMENTS),
     Option("paths", object, None, "observation paths by field, a map or 'field=path,field=a+b' (see README)"),
     Option("image_size", int, 224, "cameras are resized with padding to this square size (0: as is)",
-           check=_not_negative, check_text="an int >= 0"),
+           minimum=0),
     Option("state_dtype", str, "float64", "dtype of state vectors on the wire", choices=tuple(STATE_WIRE_DTYPES)),
 )
 
 ACTION_OPTIONS = (
     Option("action_dim", int, None, "use the first action_dim columns of each chunk (default: all)",
-           check=_at_least_one, check_text="an int >= 1"),
+           minimum=1),
     Option("actions_key", str, "actions", "reply key of the action chunk"),
 )
 
@@ -77,12 +68,10 @@ SERVER_OPTIONS = (
     Option("port", int, DEFAULT_PORT, "port to listen on (0: a free port)"),
     Option("metadata", object, None, "metadata frame sent on connect: a map or JSON text (default policy.metadata)"),
     Option("infer_in_thread", bool, False, "run inference in a thread pool instead of on the event loop"),
-    Option("workers", int, 16, "inference threads with infer_in_thread", check=_at_least_one, check_text="an int >= 1"),
+    Option("workers", int, 16, "inference threads with infer_in_thread", minimum=1),
     Option("api_key", str, None, "reject handshakes without 'Authorization: Api-Key <key>' (stock server: none)"),
-    Option("action_horizon", int, 10, "built-in test policy: actions per chunk", check=_at_least_one,
-           check_text="an int >= 1"),
-    Option("delay", float, 0.0, "built-in test policy: seconds of simulated inference", check=_not_negative,
-           check_text="a number >= 0"),
+    Option("action_horizon", int, 10, "built-in test policy: actions per chunk", minimum=1),
+    Option("delay", float, 0.0, "built-in test policy: seconds of simulated inference", minimum=0),
 )
 
 PROBE_OPTIONS = (
@@ -90,8 +79,7 @@ PROBE_OPTIONS = (
     Option("api_key", str, None, "sent as 'Authorization: Api-Key <key>'"),
     Option("prompt", str, "pick up the cup", "prompt of the synthetic observation"),
     Option("action_dim", int, None, "expected action size (default: the embodiment's 8/7/14)"),
-    Option("repeats", int, 3, "extra inferences timed for the warm latency", check=_not_negative,
-           check_text="an int >= 0"),
+    Option("repeats", int, 3, "extra inferences timed for the warm latency", minimum=0),
 )
 
 

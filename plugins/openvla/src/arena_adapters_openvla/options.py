@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from arena_adapters.options import Option
 from arena_adapters_openvla.observations import (
     DEFAULT_IMAGE_KEY,
@@ -17,18 +15,14 @@ from arena_adapters_openvla.probe import PROBE_INSTRUCTION
 PROTOCOL = "openvla"
 
 
-def _positive(value: Any) -> bool:
-    return bool(value > 0)
-
 
 VARIANT_OPTION = Option("variant", str, "openvla", "server flavour: 'openvla' (one action) or 'oft' (action chunk)",
                         choices=VARIANTS)
 
 TRANSPORT_OPTIONS = (
     Option("endpoint", str, "http://127.0.0.1:8000", "server URL http://HOST:PORT; comma-separated for replicas"),
-    Option("timeout", float, 30.0, "seconds per HTTP request", check=_positive, check_text="seconds > 0"),
-    Option("max_concurrency", int, 1, "requests in flight at once per server", check=_positive,
-           check_text="an int >= 1"),
+    Option("timeout", float, 30.0, "seconds per HTTP request", above=0),
+    Option("max_concurrency", int, 1, "requests in flight at once per server", minimum=1),
     Option("encoded", bool, False, "send the double-encoded {'encoded': ...} form"),
     Option("api_key", str, None, "key sent to servers behind an authenticating proxy"),
     Option("api_key_header", str, "Authorization", "header carrying api_key ('Bearer KEY' for Authorization)"),
@@ -53,8 +47,8 @@ ACTION_OPTIONS = (
 SERVER_OPTIONS = (
     Option("port", int, None, "port (default 8000, or 8777 with variant oft; 0 picks a free one)"),
     VARIANT_OPTION,
-    Option("chunk_size", int, 8, "OFT dummy policy: actions per chunk", check=_positive, check_text="an int >= 1"),
-    Option("action_dim", int, 7, "OFT dummy policy: action width", check=_positive, check_text="an int >= 1"),
+    Option("chunk_size", int, 8, "OFT dummy policy: actions per chunk", minimum=1),
+    Option("action_dim", int, 7, "OFT dummy policy: action width", minimum=1),
     Option("access_log", bool, False, "log every request"),
     Option("log_level", str, "warning", "uvicorn log level"),
 )
@@ -63,7 +57,7 @@ PROBE_OPTIONS = (
     VARIANT_OPTION,
     Option("instruction", str, PROBE_INSTRUCTION, "instruction of the synthetic observation"),
     Option("unnorm_key", str, None, "OpenVLA: unnorm_key sent with the synthetic observation"),
-    Option("image_size", int, 224, "side of the synthetic square images", check=_positive, check_text="an int >= 1"),
+    Option("image_size", int, 224, "side of the synthetic square images", minimum=1),
     Option("wrist_images", int, 1, "OFT: wrist cameras in the synthetic observation"),
     Option("state_dim", int, 8, "OFT: width of the synthetic state (0: no state)"),
     Option("action_dim", int, None, "expected action width of the reply (unchecked if unset)"),
