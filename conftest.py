@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
+
+from arena_adapters.testing.golden import find_golden_dir
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -16,3 +19,11 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    """``shared/golden`` beside the repository: wire bytes recorded from the real upstream code."""
+    directory = find_golden_dir(__file__)
+    assert directory is not None, "shared/golden must exist beside the repository"
+    return directory

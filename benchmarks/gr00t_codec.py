@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import time
 from collections.abc import Callable
 from typing import Any
 
 import msgpack
 import numpy as np
 from arena_adapters_gr00t.codec import decode, encode
+from timing import per_call_ms
 
 
 def upstream_encode(value: Any) -> bytes:
@@ -68,16 +68,6 @@ def droid_reply(batch: int) -> list[Any]:
     }, {}]
 
 
-def per_call_ms(function: Callable[[], Any], repeat: int, runs: int = 5) -> float:
-    """Best (minimum) over ``runs`` of the mean time per call, in milliseconds."""
-    function()
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        for _ in range(repeat):
-            function()
-        samples.append((time.perf_counter() - started) / repeat * 1e3)
-    return min(samples)
 
 
 def main() -> None:

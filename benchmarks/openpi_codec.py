@@ -13,13 +13,12 @@ machine the minimum is the least noisy).
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from arena_adapters_openpi.codec import decode, encode
 from openpi_client import msgpack_numpy
+from timing import per_call_us
 
 
 def droid_observation() -> dict[str, Any]:
@@ -41,16 +40,6 @@ def droid_reply() -> dict[str, Any]:
     }
 
 
-def per_call_us(function: Callable[[], Any], repeat: int, runs: int = 7) -> float:
-    """Best (minimum) over ``runs`` of the mean time per call, in microseconds."""
-    function()
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        for _ in range(repeat):
-            function()
-        samples.append((time.perf_counter() - started) / repeat * 1e6)
-    return min(samples)
 
 
 def main() -> None:

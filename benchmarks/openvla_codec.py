@@ -15,13 +15,12 @@ is the least noisy).
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from typing import Any
 
 import json_numpy
 import numpy as np
 from arena_adapters_openvla import base64_backend, codec
+from timing import per_call_us
 
 from arena_adapters.testing.golden import assert_strictly_equal
 
@@ -31,16 +30,6 @@ def openvla_request() -> dict[str, Any]:
     return {"image": image, "instruction": "pick up the cup", "unnorm_key": "bridge_orig"}
 
 
-def per_call_us(function: Callable[[], Any], repeat: int, runs: int = 7) -> float:
-    """Best (minimum) over ``runs`` of the mean time per call, in microseconds."""
-    function()
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        for _ in range(repeat):
-            function()
-        samples.append((time.perf_counter() - started) / repeat * 1e6)
-    return min(samples)
 
 
 def main() -> None:

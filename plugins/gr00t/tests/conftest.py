@@ -13,14 +13,12 @@ import torch
 from arena_adapters_gr00t.modality import ModalityConfig, is_modality_config_map
 from arena_adapters_gr00t.server import ReferenceServer
 
-from arena_adapters.testing.golden import GoldenCase, find_golden_dir, load_cases, rebuild
+from arena_adapters.testing.golden import GoldenCase, load_cases, rebuild
 
 
 @pytest.fixture(scope="session")
-def golden_cases() -> dict[str, GoldenCase]:
-    directory = find_golden_dir(__file__)
-    assert directory is not None, "the golden directory (shared/golden) must exist beside the repository"
-    cases = {case.name: case for case in load_cases(directory, "gr00t")}
+def golden_cases(golden_dir: Path) -> dict[str, GoldenCase]:
+    cases = {case.name: case for case in load_cases(golden_dir, "gr00t")}
     assert cases, "no gr00t golden cases"
     return cases
 

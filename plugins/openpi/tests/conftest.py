@@ -10,16 +10,9 @@ import numpy as np
 import pytest
 from arena_adapters_openpi.server import ReferenceServer, start_server
 
-from arena_adapters.testing.golden import GoldenCase, find_golden_dir, load_cases, rebuild
+from arena_adapters.testing.golden import GoldenCase, load_cases, rebuild
 
 ServerFactory = Callable[..., ReferenceServer]
-
-
-@pytest.fixture(scope="session")
-def golden_dir() -> Path:
-    directory = find_golden_dir(__file__)
-    assert directory is not None, "shared/golden not found beside the repository"
-    return directory
 
 
 @pytest.fixture(scope="session")

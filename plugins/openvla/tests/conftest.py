@@ -14,16 +14,9 @@ import pytest
 from arena_adapters_openvla.examples import example_observation
 from arena_adapters_openvla.server import ReferenceServer, start_reference_server
 
-from arena_adapters.testing.golden import GoldenCase, find_golden_dir, load_cases
+from arena_adapters.testing.golden import GoldenCase, load_cases
 
 ServerFactory = Callable[..., ReferenceServer]
-
-
-@pytest.fixture(scope="session")
-def golden_dir() -> Path:
-    directory = find_golden_dir(__file__)
-    assert directory is not None, "shared/golden not found beside the repository"
-    return directory
 
 
 @pytest.fixture(scope="session")
