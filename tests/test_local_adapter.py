@@ -200,3 +200,21 @@ def test_resetting_every_env_by_id_is_a_full_reset() -> None:
     policy.reset([2, 0, 1])
     policy.reset([1])
     assert toy.resets[0] is None and toy.resets[1].tolist() == [1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_replay_steps_through_the_policy_do_not_synchronise_on_cuda() -> None:
+    toy = ToyPolicy(horizon=16)
+    policy = aa.load_policy("local", policy=toy, execute_steps=16)
+    obs = observation(512, device="cuda")
+    first = policy.get_action(obs)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(15):
+            actions = policy.get_action(obs)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert first.device.type == actions.device.type == "cuda"
+    assert toy.batches == [512]
+    assert actions[:, 0].tolist() == (torch.arange(512.0) + 150.0).tolist()
