@@ -102,10 +102,7 @@ class ActionChunkScheduler:
         # Normal (not inference-mode) tensors, so that callers inside and outside
         # torch.inference_mode() can both update them.
         with torch.inference_mode(False):
-            self._env_index = torch.arange(num_envs, device=self.device)
             self._buffer = torch.empty(0, device=self.device, dtype=dtype)
-            self._read_index = torch.zeros(num_envs, dtype=torch.long, device=self.device)
-            self._advance = torch.ones(num_envs, dtype=torch.long, device=self.device)
             self._weights = torch.empty(0, device=self.device, dtype=dtype)
             self._held_actions = torch.empty(0, device=self.device, dtype=dtype)
             self._held_mask = torch.zeros(num_envs, 1, dtype=torch.bool, device=self.device)
@@ -140,23 +137,17 @@ class ActionChunkScheduler:
                 )
         if not self._capacity:
             raise ActionError("no action chunk was ever loaded: every env is paused")
-        if self.strategy == "ensemble":
-            actions = self._ensemble_step()
-        else:
-            actions = self._buffer.view(-1, self._buffer.shape[-1]).index_select(0, self._read_index)
-            self._read_index.add_(self._advance)
-        self.t += 1
-        self._last_actions = actions
-        return actions
-
-    def _ensemble_step(self) -> torch.Tensor:
         slot = self.t % self._capacity
-        weights = self._weights[:, slot]
-        actions = self._buffer[:, slot] / weights.unsqueeze(1)
-        self._buffer[:, slot].zero_()
-        self._weights[:, slot].zero_()
+        if self.strategy == "ensemble":
+            actions = self._buffer[:, slot] / self._weights[:, slot].unsqueeze(1)
+            self._buffer[:, slot].zero_()
+            self._weights[:, slot].zero_()
+        else:
+            actions = self._buffer[:, slot].clone()
         if len(self._active_ids) < self.num_envs:
             actions = torch.where(self._held_mask, self._held_actions, actions)
+        self.t += 1
+        self._last_actions = actions
         return actions
 
     # ------------------------------------------------------------------------ loading chunks
@@ -199,11 +190,11 @@ class ActionChunkScheduler:
             self._grow(horizon)
         chunk = chunk.to(device=self.device, dtype=self.dtype, non_blocking=True)
         ids = torch.from_numpy(env_ids).to(self.device, non_blocking=True)
+        slots = (self.t + torch.arange(horizon, device=self.device)) % self._capacity
         if self.strategy == "ensemble":
-            self._ensemble_load(env_ids, ids, chunk)
+            self._ensemble_load(env_ids, ids, slots, chunk)
         else:
-            self._buffer[ids, :horizon] = chunk
-            self._read_index[ids] = ids * self._capacity
+            self._buffer[ids.unsqueeze(1), slots] = chunk
         steps = horizon if self.execute_steps is None else min(self.execute_steps, horizon)
         self._start[env_ids] = self.t
         self._due[env_ids] = self.t + steps
@@ -211,8 +202,7 @@ class ActionChunkScheduler:
         self.requests_per_env[env_ids] += 1
         self.load_calls += 1
 
-    def _ensemble_load(self, env_ids: EnvIds, ids: torch.Tensor, chunk: torch.Tensor) -> None:
-        horizon = chunk.shape[1]
+    def _ensemble_load(self, env_ids: EnvIds, ids: torch.Tensor, slots: torch.Tensor, chunk: torch.Tensor) -> None:
         if abs(self.ensemble_decay) * self._capacity > _MAX_LOG_WEIGHT_SPAN:
             raise ConfigError(
                 f"option 'ensemble_decay': |decay| * horizon must be <= {_MAX_LOG_WEIGHT_SPAN:g}, got "
@@ -221,7 +211,6 @@ class ActionChunkScheduler:
         # Weights relative to the newest prediction (weight 1): older ones gain exp(decay) per step.
         elapsed = torch.from_numpy(self.t - self._last_load[env_ids]).to(self.device, non_blocking=True)
         scale = torch.exp(self.ensemble_decay * elapsed.to(self.dtype))
-        slots = (self.t + torch.arange(horizon, device=self.device)) % self._capacity
         rows = ids.unsqueeze(1)
         self._weights[ids] *= scale.unsqueeze(1)
         self._buffer[ids] *= scale.view(-1, 1, 1)
@@ -230,29 +219,23 @@ class ActionChunkScheduler:
         self._last_load[env_ids] = self.t
 
     def _grow(self, horizon: int) -> None:
-        """Reallocate the buffers for chunks of ``horizon`` actions (rare: the first load, or a
-        longer chunk than ever before)."""
+        """Reallocate the ring buffers for chunks of ``horizon`` actions (rare: the first load, or a
+        longer chunk than ever before), keeping the actions already stored at their times."""
         dim = self.action_dim
         assert dim is not None
         old_capacity, old_buffer, old_weights = self._capacity, self._buffer, self._weights
         self._capacity = horizon
         with torch.inference_mode(False):
             self._buffer = torch.zeros(self.num_envs, horizon, dim, device=self.device, dtype=self.dtype)
+            if not old_capacity:
+                self._held_actions = torch.zeros(self.num_envs, dim, device=self.device, dtype=self.dtype)
             if self.strategy == "ensemble":
                 self._weights = torch.zeros(self.num_envs, horizon, device=self.device, dtype=self.dtype)
-                if not old_capacity:
-                    self._held_actions = torch.zeros(self.num_envs, dim, device=self.device, dtype=self.dtype)
-                if old_capacity:
-                    times = self.t + torch.arange(old_capacity, device=self.device)
-                    self._buffer[:, times % horizon] = old_buffer[:, times % old_capacity]
+            if old_capacity:
+                times = self.t + torch.arange(old_capacity, device=self.device)
+                self._buffer[:, times % horizon] = old_buffer[:, times % old_capacity]
+                if self.strategy == "ensemble":
                     self._weights[:, times % horizon] = old_weights[:, times % old_capacity]
-            else:
-                cursor = self._read_index - self._env_index * old_capacity
-                if old_capacity:
-                    self._buffer[:, :old_capacity] = old_buffer
-                else:
-                    cursor.zero_()
-                self._read_index = self._env_index * horizon + cursor
 
     # ------------------------------------------------------------------------------ resets
 
@@ -285,22 +268,14 @@ class ActionChunkScheduler:
         if not self._capacity:
             return
         ids = torch.from_numpy(env_ids).to(self.device, non_blocking=True)
-        acted = torch.from_numpy(self._start[env_ids] < self.t).to(self.device, non_blocking=True)
-        if self.strategy == "ensemble":
-            last = self._last_actions if self._last_actions is not None else self._held_actions
-            self._held_actions[ids] = torch.where(acted.unsqueeze(1), last[ids].to(self.dtype), 0)
-        else:
-            # Point the read index at the last action returned (or at the row start) and freeze it.
-            self._read_index[ids] = torch.where(acted, self._read_index[ids] - 1, ids * self._capacity)
+        last = self._last_actions if self._last_actions is not None else self._held_actions
+        self._held_actions[ids] = last[ids].to(self.dtype)
 
     def _set_paused(self, env_ids: EnvIds, paused: bool) -> None:
         self._paused[env_ids] = paused
         self._active_ids = np.flatnonzero(~self._paused)
         ids = torch.from_numpy(env_ids).to(self.device, non_blocking=True)
-        self._advance[ids] = 0 if paused else 1
         self._held_mask[ids] = paused
-        if not paused and self.strategy != "ensemble":
-            self._read_index[ids] += 1  # back to "next action to read", as for active envs
 
     def _checked_ids(self, env_ids: EnvIds | None, what: str) -> EnvIds:
         if env_ids is None:
