@@ -1,10 +1,12 @@
 """The shared action-chunk scheduler: which envs need a new chunk, and which action each env takes.
 
 Policy servers return chunks of ``H`` future actions per env. The scheduler stores them on the env
-device and hands out one action per env per control step. All state the step path needs lives on
-the device (chunk buffer, flat read index); a host-side mirror (when each env's chunk runs out)
-decides which envs need a new chunk, so a step that only replays stored actions does no
-device-to-host synchronisation and no Python loop over envs.
+device and hands out one action per env per control step. Actions live in a ring buffer
+``(N, capacity, D)`` indexed by time: the action an env takes at step ``t`` is in column
+``t % capacity``, whatever step its chunk was loaded at, so a step reads one column for all envs
+(one strided copy on the device). A host-side mirror of when each env's chunk runs out decides
+which envs need a new chunk, so a step that only replays stored actions does no device-to-host
+synchronisation and no Python loop over envs.
 
 Time is counted in control steps ``t``. Env ``e`` whose chunk was loaded at ``start[e]`` is *due*
 for a new chunk at ``due[e] = start[e] + min(execute_steps, len(chunk))``; an env that was reset (or
@@ -16,8 +18,12 @@ Strategies:
     ``lockstep``: whenever any env is due, all envs are queried together (Isaac Lab Arena's way).
     ``ensemble``: ACT-style temporal ensembling. Every chunk an env receives is kept for the steps
         it covers; the action for a step is the weighted mean of all predictions for that step, with
-        weight ``exp(-decay * i)`` for the i-th oldest prediction. ``execute_steps`` defaults to 1
-        (query every step).
+        weight ``exp(-decay * age)`` relative to the oldest, ``age`` being the prediction's step
+        minus the oldest's (with a query every step, ACT's ``exp(-decay * i)`` for the i-th
+        oldest). ``execute_steps`` defaults to 1 (query every step).
+
+Envs can be paused (:meth:`ActionChunkScheduler.pause`): they hold their last action and are never
+due until reset.
 """
 
 from __future__ import annotations
