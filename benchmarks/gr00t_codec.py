@@ -15,38 +15,13 @@ is the least noisy) and upstream / ours.
 from __future__ import annotations
 
 import argparse
-import io
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
 import numpy as np
 from arena_adapters_gr00t.codec import decode, encode
+from gr00t_upstream import upstream_decode, upstream_encode
 from timing import per_call_ms
-
-
-def upstream_encode(value: Any) -> bytes:
-    """The upstream serializer's work: msgpack with np.save for every array."""
-
-    def default(obj: Any) -> Any:
-        if isinstance(obj, np.ndarray):
-            buffer = io.BytesIO()
-            np.save(buffer, obj, allow_pickle=False)
-            return {"__ndarray_class__": True, "as_npy": buffer.getvalue()}
-        return obj
-
-    return msgpack.packb(value, default=default)
-
-
-def upstream_decode(frame: bytes) -> Any:
-    """The upstream deserializer's work: msgpack with np.load for every array."""
-
-    def hook(obj: dict[str, Any]) -> Any:
-        if "__ndarray_class__" in obj:
-            return np.load(io.BytesIO(obj["as_npy"]), allow_pickle=False)
-        return obj
-
-    return msgpack.unpackb(frame, object_hook=hook)
 
 
 def droid_request(batch: int) -> dict[str, Any]:

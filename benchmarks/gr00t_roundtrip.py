@@ -23,7 +23,6 @@ load affects them alike) and raw-upstream / this client.
 from __future__ import annotations
 
 import argparse
-import io
 import socket
 import statistics
 import subprocess
@@ -32,36 +31,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
 import numpy as np
 import torch
 import zmq
 from arena_adapters_gr00t.codec import decode, encode
 from arena_adapters_gr00t.transport import Gr00tTransport
+from gr00t_upstream import upstream_decode, upstream_encode
 
 import arena_adapters as aa
 
 SERVE = "import sys; from arena_adapters.cli import main; sys.exit(main())"
 
 
-def upstream_encode(value: Any) -> bytes:
-    def default(obj: Any) -> Any:
-        if isinstance(obj, np.ndarray):
-            buffer = io.BytesIO()
-            np.save(buffer, obj, allow_pickle=False)
-            return {"__ndarray_class__": True, "as_npy": buffer.getvalue()}
-        return obj
-
-    return msgpack.packb(value, default=default)
 
 
-def upstream_decode(frame: bytes) -> Any:
-    def hook(obj: dict[str, Any]) -> Any:
-        if "__ndarray_class__" in obj:
-            return np.load(io.BytesIO(obj["as_npy"]), allow_pickle=False)
-        return obj
-
-    return msgpack.unpackb(frame, object_hook=hook)
 
 
 def isaac_observation(batch: int) -> dict[str, Any]:
