@@ -15,7 +15,7 @@ Translator and transport agree on the request/reply form through their ``protoco
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeGuard, runtime_checkable
 
@@ -201,10 +201,3 @@ class ReadsServerMetadata(Protocol):
 def has_on_connect(part: object) -> TypeGuard[ReadsServerMetadata]:
     """True when ``part`` implements the optional ``on_connect(transport)`` method."""
     return callable(getattr(part, "on_connect", None))
-
-
-def instructions_for(texts: Sequence[str] | None, env_ids_host: EnvIds) -> tuple[str, ...]:
-    """Pick the per-env instructions of the queried envs (``""`` where none was set)."""
-    if not texts:
-        return ("",) * len(env_ids_host)
-    return tuple(texts[int(i)] for i in env_ids_host)

@@ -144,11 +144,6 @@ class ModalityConfig:
             return {self.form.marker: True, self.form.payload_key: text}
         return {self.form.marker: True, self.form.payload_key: self.fields()}
 
-    def with_form(self, form: WireForm) -> ModalityConfig:
-        """The same config, written in another wire form."""
-        return ModalityConfig(self.delta_indices, self.modality_keys, self.sin_cos_embedding_keys,
-                              self.mean_std_embedding_keys, self.action_configs, self.extra, form)
-
 
 def _optional_strs(value: Any) -> tuple[str, ...] | None:
     return None if value is None else tuple(str(v) for v in value)

@@ -71,9 +71,6 @@ class Layout:
     action_dim: int = 8
     action_horizon: int = 10
 
-    def field_names(self) -> list[str]:
-        return [f.name for f in self.fields]
-
 
 def resolve_paths(layout: Layout, paths: Mapping[str, Any] | str | None) -> tuple[dict[str, tuple[str, ...]], set[str]]:
     """The observation path(s) of every field, with the user's ``paths`` over the defaults.
