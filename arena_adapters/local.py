@@ -50,6 +50,8 @@ class CallableTransport:
     def __init__(self, policy: Any) -> None:
         if isinstance(policy, str):
             policy = import_object(policy)
+            if isinstance(policy, type):  # 'module:Class' names a policy class: make one
+                policy = policy()
         if not callable(policy):
             raise ConfigError(f"option 'policy': expected a callable or 'module:attr', got {policy!r}")
         self.policy = policy

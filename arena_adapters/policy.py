@@ -24,6 +24,7 @@ from arena_adapters.parts import (
     has_on_connect,
 )
 from arena_adapters.plugins import PluginRegistry, default_registry
+from arena_adapters.prefetch import PendingChunks
 from arena_adapters.records import (
     ANY_PROTOCOL,
     ActionTranslatorRecord,
@@ -33,6 +34,7 @@ from arena_adapters.records import (
     TransportRecord,
 )
 from arena_adapters.scheduler import STRATEGIES, ActionChunkScheduler, validate_schedule
+from arena_adapters.worker import TransportWorker, detach_from
 
 POLICY_OPTIONS: tuple[Option, ...] = (
     Option("num_envs", int, None, "number of envs (default: from the first observation)"),
@@ -42,6 +44,8 @@ POLICY_OPTIONS: tuple[Option, ...] = (
     Option("strategy", str, "replay", "chunk scheduling strategy", choices=STRATEGIES),
     Option("ensemble_decay", float, 0.01, "temporal ensembling weight decay m in exp(-m*i)"),
     Option("instruction", str, None, "task instruction sent with every observation"),
+    Option("prefetch_steps", int, 0, "query an env in the background when it has this many actions left "
+           "(0: off; replay strategy)", minimum=0),
 )
 """Options every adapter takes; they configure the policy and its scheduler."""
 
@@ -90,6 +94,7 @@ class Policy:
         strategy: str = "replay",
         ensemble_decay: float = 0.01,
         instruction: str | None = None,
+        prefetch_steps: int = 0,
     ) -> None:
         self.name = name
         self.observation_translator = observation_translator
@@ -110,6 +115,11 @@ class Policy:
         self._device_hint = None if device is None else torch.device(device)
         self.scheduler: ActionChunkScheduler | None = None
         validate_schedule(strategy, execute_steps)
+        if prefetch_steps and strategy != "replay":
+            raise ConfigError(f"option 'prefetch_steps' works with strategy 'replay', not {strategy!r}")
+        self._prefetch_steps = prefetch_steps
+        self._worker = TransportWorker(name) if prefetch_steps else None
+        self._pending: PendingChunks | None = None
         if num_envs is not None and device is not None:
             self._make_scheduler(num_envs, torch.device(device))
 
@@ -130,6 +140,8 @@ class Policy:
         """Release the transport's sockets and threads. Idempotent."""
         if not self._closed:
             self._closed = True
+            if self._worker is not None:
+                self._worker.close()
             self.transport.close()
 
     def __enter__(self) -> Policy:
@@ -156,8 +168,14 @@ class Policy:
         self._check_open()
         scheduler = self.scheduler or self._make_scheduler(*self._shape_of(observation))
         env_ids = scheduler.due_envs()
+        if len(env_ids) and self._pending is not None:
+            for ids, chunk in self._pending.take(env_ids):
+                scheduler.load(ids, chunk)
+            env_ids = scheduler.due_envs()
         if len(env_ids):
             self._query(observation, scheduler, env_ids)
+        if self._prefetch_steps:
+            self._prefetch(observation, scheduler)
         self.stats.steps += 1
         return scheduler.step()
 
@@ -173,12 +191,30 @@ class Policy:
         return num_envs, device
 
     def _query(self, observation: Observation, scheduler: ActionChunkScheduler, env_ids: EnvIds) -> None:
+        query, request = self._request(observation, scheduler, env_ids)
+        if self._worker is None:
+            chunk = self._infer(request, query)
+        else:
+            chunk = self._worker.call(lambda: self._infer(request, query))
+        scheduler.load(env_ids, chunk)
+
+    def _prefetch(self, observation: Observation, scheduler: ActionChunkScheduler) -> None:
+        assert self._worker is not None and self._pending is not None
+        ahead = scheduler.due_within(self._prefetch_steps)
+        if len(ahead):
+            ahead = np.setdiff1d(ahead, self._pending.waiting(ahead), assume_unique=True)
+        if len(ahead):
+            query, request = self._request(observation, scheduler, ahead)
+            request = detach_from(request, observation)
+            future = self._worker.submit(lambda: self._infer(request, query))
+            self._pending.add(future, ahead, scheduler.remaining()[ahead])
+
+    def _request(self, observation: Observation, scheduler: ActionChunkScheduler, env_ids: EnvIds) -> tuple[Query, Any]:
         num_envs = batch_size_and_device(observation)[0]
         if num_envs != scheduler.num_envs:
             raise ObservationError(f"observation has {num_envs} envs first, expected num_envs={scheduler.num_envs}")
         if not self._connected:
             self.connect()
-        started = time.perf_counter()
         query = Query(
             env_ids=torch.from_numpy(env_ids).to(scheduler.device, non_blocking=True),
             env_ids_host=env_ids,
@@ -187,15 +223,20 @@ class Policy:
             instructions=self._instructions_of(env_ids),
         )
         request = self.observation_translator.translate(observation, query)
-        reply = self.transport.infer(request)
-        chunk = self.action_translator.translate(reply, query)
-        scheduler.load(env_ids, chunk)
-        self.stats.latencies_s.append(time.perf_counter() - started)
         self.stats.queries += 1
         self.stats.env_requests += len(env_ids)
+        return query, request
+
+    def _infer(self, request: Any, query: Query) -> torch.Tensor:
+        started = time.perf_counter()
+        chunk = self.action_translator.translate(self.transport.infer(request), query)
+        self.stats.latencies_s.append(time.perf_counter() - started)
+        return chunk
 
     def _make_scheduler(self, num_envs: int, device: torch.device) -> ActionChunkScheduler:
         self.scheduler = ActionChunkScheduler(num_envs, device, **self._scheduler_options)
+        if self._prefetch_steps:
+            self._pending = PendingChunks(num_envs)
         if len(self._pending_pause):
             self.scheduler.pause(self._pending_pause)
         return self.scheduler
@@ -214,10 +255,15 @@ class Policy:
             self.scheduler.reset(ids)
         else:
             self._pending_pause = np.zeros(0, np.int64) if ids is None else np.setdiff1d(self._pending_pause, ids)
+        if self._pending is not None:
+            self._pending.cancel(ids)
         if ids is None or len(ids):
             if not self._connected:
                 self.connect()
-            self.transport.reset(ids)
+            if self._worker is None:
+                self.transport.reset(ids)
+            else:
+                self._worker.call(lambda: self.transport.reset(ids))
 
     def pause(self, env_ids: Sequence[int] | EnvIds | torch.Tensor) -> None:
         """Stop querying ``env_ids``: they hold their last action until :meth:`reset` resumes them.
@@ -231,6 +277,8 @@ class Policy:
             self._pending_pause = np.union1d(self._pending_pause, ids)
         else:
             self.scheduler.pause(ids)
+        if self._pending is not None:
+            self._pending.cancel(ids)
 
     def set_instruction(self, text: str, env_ids: Sequence[int] | EnvIds | torch.Tensor | None = None) -> None:
         """Set the task instruction sent with observations, for all envs or only ``env_ids``."""

@@ -128,6 +128,14 @@ class ActionChunkScheduler:
             return self._active_ids
         return due
 
+    def due_within(self, steps: int) -> EnvIds:
+        """Host array of the active envs that are not due now but will be within ``steps`` steps
+        (candidates for a request ahead of time). O(1) while no env is that close."""
+        if self._next_due - self.t > steps:
+            return _EMPTY_IDS
+        left = self._due - self.t
+        return np.flatnonzero((left > 0) & (left <= steps))
+
     def step(self) -> torch.Tensor:
         """Return the ``(N, D)`` actions of this control step and advance time by one.
 

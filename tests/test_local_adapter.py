@@ -72,6 +72,8 @@ def test_instructions_reach_the_callable_per_env() -> None:
 def test_policy_from_module_attribute_string() -> None:
     policy = aa.load_policy("local", policy="arena_adapters.testing.toys:constant_chunk")
     assert policy.get_action(observation(2)).tolist() == [[0.5, 0.5], [0.5, 0.5]]
+    from_class = aa.load_policy("local", policy="arena_adapters.envs.reach_serving:LocalReachExpert")
+    assert type(from_class.transport.policy).__name__ == "LocalReachExpert"  # type: ignore[attr-defined]
 
 
 def test_two_dimensional_replies_are_one_step_chunks() -> None:

@@ -156,6 +156,22 @@ class AdapterContract:
         if policy.scheduler.horizon > 1:  # chunks of one action re-query every env every step
             assert due == [self.num_envs - 1]
 
+    def test_prefetch_keeps_chunks_coming(
+        self, registry: PluginRegistry, record: AdapterRecord, server: RunningServer
+    ) -> None:
+        policy = self.load(registry, server.endpoint, prefetch_steps=1)
+        try:
+            observation = self.make_observation(record, self.num_envs)
+            policy.get_action(observation)
+            assert policy.scheduler is not None
+            if policy.scheduler.horizon <= 1:
+                pytest.skip("one action per reply: nothing to fetch ahead")
+            for _ in range(3 * self.execute_steps):
+                assert policy.get_action(observation).shape[0] == self.num_envs
+            assert policy.stats.queries >= 3
+        finally:
+            policy.close()
+
     def test_health_and_metadata(self, policy: Policy) -> None:
         policy.connect()
         assert policy.transport.health().ok

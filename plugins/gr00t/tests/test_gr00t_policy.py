@@ -154,3 +154,19 @@ def test_plain_callable_policy_served(start_server: Start, droid_observation: Ca
         actions = policy.get_action(droid_observation(3))
     assert seen[0][0] == "video.exterior_image_1_left"
     np.testing.assert_array_equal(actions.numpy(), np.repeat([[1.0] * 7 + [0.0]], 3, axis=0))
+
+
+def test_prefetch_over_zeromq_gives_the_actions_of_each_step(
+    server: ReferenceServer, droid_observation: Callable[..., dict[str, Any]]
+) -> None:
+    """joint_pos = 0.01 * clock makes the test policy's action for any step 0.01 * clock of that
+    step, whichever step the chunk was asked at: prefetched chunks must skip the elapsed actions."""
+    observation = droid_observation(4)
+    clock = torch.tensor([0.0, 3.0, 5.0, 9.0])
+    with aa.load_policy("gr00t", endpoint=server.endpoint, timeout=5, execute_steps=8, prefetch_steps=3) as policy:
+        for _ in range(30):
+            observation["policy"]["joint_pos"][:] = 0.01 * clock.view(-1, 1)
+            actions = policy.get_action(observation)
+            np.testing.assert_allclose(actions[:, :7].numpy(), 0.01 * clock.view(-1, 1).expand(4, 7).numpy(), atol=1e-5)
+            clock += 1
+        assert policy.stats.queries > 1

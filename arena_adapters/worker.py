@@ -1,0 +1,98 @@
+"""One background thread that owns every call to a transport, in submission order.
+
+Transports are not thread-safe (a ZeroMQ REQ socket, one WebSocket connection...). When a policy
+queries in the background (prefetch), every call to its transport, background or not, goes through
+this worker, so calls never overlap and keep their order.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from arena_adapters.errors import AdapterError
+
+T = TypeVar("T")
+
+
+class TransportWorker:
+    """Runs callables on one thread, first in, first out."""
+
+    def __init__(self, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"arena-adapters-{name}")
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def submit(self, function: Callable[[], T]) -> Future[T]:
+        """Queue ``function``; its result (or exception) comes back through the future."""
+        with self._lock:
+            if self._closed:
+                raise AdapterError("the policy's transport worker is closed")
+            return self._executor.submit(function)
+
+    def call(self, function: Callable[[], T]) -> T:
+        """Run ``function`` on the worker after everything queued before it, and wait for it."""
+        return self.submit(function).result()
+
+    def close(self) -> None:
+        """Drop queued calls and let the thread end (a call in progress ends within its
+        transport's timeout, or sooner once the transport is closed). Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def detach_from(request: Any, observation: Mapping[str, Any]) -> Any:
+    """The request, with every array or tensor that shares memory with ``observation`` copied.
+
+    A request sent in the background must not read env buffers that the next ``env.step()``
+    overwrites in place, and translators may return views of them (a CPU tensor's ``.numpy()``, a
+    row selection of every env). Arrays the translator made itself are not copied again.
+    """
+    spans = [_span_of_tensor(t) for t in _tensors(observation)]
+    spans = [span for span in spans if span[1] > span[0]]
+    return _detach(request, spans) if spans else request
+
+
+def _detach(value: Any, spans: list[tuple[int, int]]) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.copy() if _overlaps(_span_of_array(value), spans) else value
+    if isinstance(value, torch.Tensor):
+        return value.clone() if _overlaps(_span_of_tensor(value), spans) else value
+    if isinstance(value, Mapping):
+        return {key: _detach(item, spans) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_detach(item, spans) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_detach(item, spans) for item in value)
+    return value
+
+
+def _tensors(node: Any) -> list[torch.Tensor]:
+    if isinstance(node, torch.Tensor):
+        return [node]
+    if isinstance(node, Mapping):
+        return [tensor for value in node.values() for tensor in _tensors(value)]
+    return []
+
+
+def _span_of_tensor(tensor: torch.Tensor) -> tuple[int, int]:
+    storage = tensor.untyped_storage()
+    start = storage.data_ptr()
+    return start, start + storage.nbytes()
+
+
+def _span_of_array(array: np.ndarray[Any, Any]) -> tuple[int, int]:
+    low, high = np.byte_bounds(array)
+    return int(low), int(high)
+
+
+def _overlaps(span: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
+    return span[1] > span[0] and any(span[0] < end and start < span[1] for start, end in spans)

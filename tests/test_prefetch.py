@@ -1,0 +1,176 @@
+"""Asynchronous prefetch: background queries, skipped elapsed actions, cancellation, ordering."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import arena_adapters as aa
+from arena_adapters.errors import ActionError, ConfigError, ServerError
+
+
+class ClockEnv:
+    """Each env's observation is its own step counter since its last reset, updated IN PLACE (as
+    Isaac Lab updates its buffers), so a request that kept a view of it would see later values."""
+
+    def __init__(self, num_envs: int, seed: int = 0, device: str = "cpu") -> None:
+        self.clock = torch.zeros(num_envs, 1, device=device)
+        self.rng = np.random.default_rng(seed)
+        self.length = self.rng.integers(5, 40, num_envs)
+
+    def observation(self) -> dict[str, Any]:
+        return {"policy": {"clock": self.clock}}
+
+    def step(self) -> np.ndarray:
+        self.clock += 1
+        done = np.flatnonzero(self.clock[:, 0].cpu().numpy() >= self.length)
+        self.clock[torch.from_numpy(done).to(self.clock.device)] = 0
+        self.length[done] = self.rng.integers(5, 40, len(done))
+        return done
+
+
+class ClockPolicy:
+    """chunk[e, i] = clock_e + i: whatever step a chunk was asked at, its action for a step equals
+    the env's clock at that step, if and only if elapsed actions are skipped correctly."""
+
+    def __init__(self, horizon: int = 12, delay_s: float = 0.0) -> None:
+        self.horizon, self.delay_s = horizon, delay_s
+        self.active = 0
+        self.most_active = 0
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, observation: dict[str, Any]) -> torch.Tensor:
+        with self.lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+            self.calls += 1
+        try:
+            time.sleep(self.delay_s)  # the env keeps stepping meanwhile
+            clock = observation["policy"]["clock"]
+            steps = torch.arange(self.horizon, dtype=clock.dtype, device=clock.device)
+            return clock.unsqueeze(1) + steps.view(1, -1, 1)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+    def reset(self, env_ids: Any) -> None:
+        with self.lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+            self.active -= 1
+
+
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"))
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+@pytest.mark.parametrize(("execute_steps", "prefetch_steps"), [(8, 3), (8, 7), (4, 4), (12, 1)])
+def test_actions_are_those_of_each_step_despite_queries_ahead_of_time(
+    execute_steps: int, prefetch_steps: int, device: str
+) -> None:
+    env = ClockEnv(6, seed=execute_steps + prefetch_steps, device=device)
+    clock_policy = ClockPolicy(horizon=12, delay_s=0.002)
+    with aa.load_policy("local", policy=clock_policy, execute_steps=execute_steps, prefetch_steps=prefetch_steps) as policy:
+        for _ in range(150):
+            expected = env.clock[:, 0].clone()
+            actions = policy.get_action(env.observation())
+            assert actions.device == env.clock.device
+            assert actions[:, 0].tolist() == expected.tolist()
+            done = env.step()
+            if len(done):
+                policy.reset(done)
+    assert clock_policy.most_active == 1, "the transport was used by two threads at once"
+
+
+def test_the_env_keeps_stepping_while_a_chunk_is_in_flight() -> None:
+    release, started = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def blocking_policy(observation: dict[str, Any]) -> torch.Tensor:
+        calls.append(len(calls))
+        if len(calls) == 2:  # the first background request
+            started.set()
+            assert release.wait(timeout=10)
+        return torch.zeros(2, 16, 3)
+
+    with aa.load_policy("local", policy=blocking_policy, execute_steps=8, prefetch_steps=4) as policy:
+        obs = {"policy": {"x": torch.zeros(2, 1)}}
+        for _ in range(5):  # steps 0..4; at step 4 four actions are left: the request goes out
+            policy.get_action(obs)
+        assert started.wait(timeout=10)
+        for _ in range(3):  # steps 5..7 replay while the server is still busy
+            policy.get_action(obs)
+        assert not release.is_set() and len(calls) == 2
+        release.set()
+        policy.get_action(obs)  # step 8: the prefetched chunk is used
+    assert len(calls) == 2
+    assert policy.stats.queries == 2
+
+
+def test_a_reset_drops_the_chunk_in_flight_for_that_env() -> None:
+    env = ClockEnv(3)
+    clock_policy = ClockPolicy(horizon=10)
+    with aa.load_policy("local", policy=clock_policy, execute_steps=6, prefetch_steps=3) as policy:
+        for _ in range(4):  # step 3: 3 actions left, requests go out for every env
+            policy.get_action(env.observation())
+            env.step()
+        env.clock[1] = 0
+        policy.reset([1])  # env 1 starts over: its chunk in flight would be stale
+        actions = policy.get_action(env.observation())
+    assert actions[:, 0].tolist() == env.clock[:, 0].tolist()
+
+
+def test_a_background_failure_surfaces_when_its_chunk_is_needed() -> None:
+    calls: list[int] = []
+
+    def failing_second_call(observation: dict[str, Any]) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 2:
+            raise ServerError("model crashed", "model crashed")
+        return torch.zeros(1, 4, 2)
+
+    with aa.load_policy("local", policy=failing_second_call, execute_steps=4, prefetch_steps=2) as policy:
+        obs = {"policy": {"x": torch.zeros(1, 1)}}
+        for _ in range(4):
+            policy.get_action(obs)
+        with pytest.raises(ServerError, match="model crashed"):
+            policy.get_action(obs)
+        assert policy.get_action(obs).shape == (1, 2)  # asked again, synchronously
+    assert len(calls) >= 3
+
+
+def test_configuration_errors() -> None:
+    with pytest.raises(ConfigError, match="'prefetch_steps' works with strategy 'replay', not 'lockstep'"):
+        aa.load_policy("local", policy=ClockPolicy(), strategy="lockstep", prefetch_steps=2)
+    with pytest.raises(ConfigError, match=r"option 'prefetch_steps'.*expected a value >= 0, got -1"):
+        aa.load_policy("local", policy=ClockPolicy(), prefetch_steps=-1)
+    with aa.load_policy("local", policy=ClockPolicy(horizon=3), prefetch_steps=3) as policy:
+        obs = ClockEnv(1).observation()
+        for _ in range(3):
+            policy.get_action(obs)
+        with pytest.raises(ActionError, match="none left after the 3 steps"):
+            policy.get_action(obs)
+
+
+def test_only_requests_sharing_memory_with_the_observation_are_copied() -> None:
+    from arena_adapters.worker import detach_from
+
+    joints = torch.arange(12.0).view(4, 3)
+    image = torch.zeros(4, 8, 8, 3, dtype=torch.uint8)
+    observation = {"policy": {"joint_pos": joints}, "camera_obs": {"rgb": image}}
+    fresh = np.ones((4, 3), np.float32)
+    request = {"state": joints.numpy()[1:], "rows": joints[:2], "image": image.numpy(), "made": fresh,
+               "batch": [image[0]], "prompt": "x"}
+    detached = detach_from(request, observation)
+    assert detached["made"] is fresh and detached["prompt"] == "x"
+    joints += 100
+    image += 7
+    assert detached["state"].tolist() == [[3.0, 4.0, 5.0], [6.0, 7.0, 8.0], [9.0, 10.0, 11.0]]
+    assert detached["rows"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    assert int(detached["image"].max()) == 0 and int(detached["batch"][0].max()) == 0
