@@ -17,6 +17,11 @@ import torch
 
 from arena_adapters.errors import AdapterError
 
+try:
+    from numpy.lib.array_utils import byte_bounds as _byte_bounds  # numpy >= 2
+except ImportError:  # numpy 1.x
+    _byte_bounds = np.byte_bounds
+
 T = TypeVar("T")
 
 
@@ -90,7 +95,7 @@ def _span_of_tensor(tensor: torch.Tensor) -> tuple[int, int]:
 
 
 def _span_of_array(array: np.ndarray[Any, Any]) -> tuple[int, int]:
-    low, high = np.byte_bounds(array)
+    low, high = _byte_bounds(array)
     return int(low), int(high)
 
 
