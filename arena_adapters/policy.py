@@ -65,7 +65,8 @@ class InferenceStats:
         queries: inference round trips (one per step that needed any chunk).
         env_requests: env observations sent (sum of queried envs over all queries).
         steps: control steps served.
-        latencies_s: wall time of each query: translate, send, receive, translate back.
+        latencies_s: wall time of each inference: send, server, receive, action translation
+            (measured where it runs: on the transport worker for background queries).
     """
 
     queries: int = 0
