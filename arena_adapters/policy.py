@@ -330,12 +330,9 @@ def load_policy(name: str, *, registry: PluginRegistry | None = None, **config: 
     registry = registry or default_registry()
     adapter = registry.adapter(name)
     merged = {**adapter.defaults, **config}
-    records = _part_records(registry, adapter, merged)
+    records = part_records(registry, adapter, merged)
     options = {k: v for k, v in merged.items() if k not in PART_ROLES}
-    known = {option.name for option in POLICY_OPTIONS}
-    for record in records.values():
-        known.update(option.name for option in record.options)
-    reject_unknown(options, known, f"adapter {name!r}")
+    reject_unknown(options, declared_options(records), f"adapter {name!r}")
     policy_options = resolve_options(POLICY_OPTIONS, options, f"adapter {name!r}")
     parts = {
         role: record.factory(**resolve_options(record.options, options, f"{record.kind} {record.name!r}"))
@@ -350,12 +347,28 @@ def load_policy(name: str, *, registry: PluginRegistry | None = None, **config: 
     )
 
 
-def _part_records(
-    registry: PluginRegistry, adapter: AdapterRecord, merged: Mapping[str, Any]
+def declared_options(records: Mapping[str, PartRecord]) -> dict[str, Option]:
+    """Every option a policy of these parts accepts, by name: the policy options, then each part's
+    (a name several parts declare is listed once, as first declared)."""
+    declared = {option.name: option for option in POLICY_OPTIONS}
+    for record in records.values():
+        for option in record.options:
+            declared.setdefault(option.name, option)
+    return declared
+
+
+def part_records(
+    registry: PluginRegistry, adapter: AdapterRecord, choices: Mapping[str, Any]
 ) -> dict[str, PartRecord]:
+    """The part records of ``adapter`` by role, with the swaps in ``choices`` (``transport=`` ...).
+
+    Raises:
+        UnknownAdapterError: a part is not registered.
+        ConfigError: a swap is not a str, or the parts speak different protocols.
+    """
     records: dict[str, PartRecord] = {}
     for role, record_type in PART_ROLES.items():
-        part_name = merged.get(role, getattr(adapter, role))
+        part_name = choices.get(role, getattr(adapter, role))
         if not isinstance(part_name, str):
             raise ConfigError(f"option {role!r}: expected a registered part name (str), got {part_name!r}")
         records[role] = registry.part(record_type, part_name)

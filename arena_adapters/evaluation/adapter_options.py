@@ -9,7 +9,7 @@ from typing import Any
 from arena_adapters.errors import ConfigError
 from arena_adapters.options import Option
 from arena_adapters.plugins import PluginRegistry, default_registry
-from arena_adapters.policy import PART_ROLES, POLICY_OPTIONS
+from arena_adapters.policy import PART_ROLES, declared_options, part_records
 
 
 def adapter_options(
@@ -23,15 +23,11 @@ def adapter_options(
 
     Raises:
         UnknownAdapterError: no such adapter or part.
+        ConfigError: the swapped parts speak different protocols.
     """
     registry = registry or default_registry()
-    adapter = registry.adapter(name)
-    declared: dict[str, Option] = {option.name: option for option in POLICY_OPTIONS}
-    for role, kind in PART_ROLES.items():
-        record = registry.part(kind, (parts or {}).get(role) or getattr(adapter, role))
-        for option in record.options:
-            declared.setdefault(option.name, option)
-    return tuple(declared.values())
+    records = part_records(registry, registry.adapter(name), parts or {})
+    return tuple(declared_options(records).values())
 
 
 def split_part_flags(arguments: Sequence[str]) -> tuple[dict[str, str], list[str]]:

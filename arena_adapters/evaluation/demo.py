@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from arena_adapters.envs import make_environment
@@ -69,22 +70,18 @@ def run_demo(
         "device": device,
         "adapter_options": {key: str(value) for key, value in options.items()},
     }
-    run = {
-        "progress": progress,
-        "callbacks": callbacks,
-        "report_path": report_path,
-        "figure": figure,
-    }
+    run = partial(evaluate, env=env, num_episodes=num_episodes, info=info, progress=progress,
+                  callbacks=callbacks, report_path=report_path, figure=figure)
     try:
         if served.in_process:
             with load_policy(adapter, policy=served.make_policy(), **options) as policy:
-                return evaluate(policy, env, num_episodes, info=info, **run)  # type: ignore[arg-type]
+                return run(policy)
         with ServerProcess.for_expert(adapter) as server:
             info["endpoint"] = server.endpoint
             info["server_start_s"] = round(server.started_in_s, 3)
             info["server_pid"] = server.pid
             with load_policy(adapter, endpoint=server.endpoint, **options) as policy:
-                return evaluate(policy, env, num_episodes, info=info, **run)  # type: ignore[arg-type]
+                return run(policy)
     finally:
         env.close()
 
