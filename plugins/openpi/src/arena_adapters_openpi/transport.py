@@ -300,10 +300,8 @@ class WebsocketTransport:
             finally:
                 pool.release(slot)
             attempt += 1
-            pause = self.reconnect_backoff * 2 ** (attempt - 1)
-            if pause >= remaining(deadline):
+            if not self._pause_before_retry(attempt, deadline):
                 raise TransportTimeout(f"{_which(index, count)}gave up reconnecting within the timeout: {error}")
-            time.sleep(pause)
         try:
             return decode(reply, self.limits)
         except ProtocolError as exc:
@@ -324,10 +322,17 @@ class WebsocketTransport:
                 if attempt >= attempts:
                     raise
                 attempt += 1
-                pause = self.reconnect_backoff * 2 ** (attempt - 1)
-                if pause >= remaining(deadline):
+                if not self._pause_before_retry(attempt, deadline):
                     raise
-                time.sleep(pause)
+
+    def _pause_before_retry(self, attempt: int, deadline: float) -> bool:
+        """Sleep the exponential backoff before retry ``attempt`` (1-based); False, without
+        sleeping, when the deadline would pass first."""
+        pause = self.reconnect_backoff * 2 ** (attempt - 1)
+        if pause >= remaining(deadline):
+            return False
+        time.sleep(pause)
+        return True
 
 
 def _check_positive(name: str, value: float) -> None:
