@@ -21,13 +21,14 @@ action_translator="gr00t.droid")`` runs the GR00T translators against an in-proc
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from arena_adapters.errors import ActionError, ConfigError
+from arena_adapters.errors import ActionError, AdapterError, ConfigError, ServerError
 from arena_adapters.hookspecs import hookimpl
 from arena_adapters.importing import import_object
 from arena_adapters.observations import describe, select_rows
@@ -45,9 +46,16 @@ PROTOCOL = "local"
 
 
 class CallableTransport:
-    """An :class:`~arena_adapters.parts.InferenceTransport` that calls a Python callable."""
+    """An :class:`~arena_adapters.parts.InferenceTransport` that calls a Python callable.
 
-    def __init__(self, policy: Any) -> None:
+    It declares no ``"deadlines"`` capability: the core runs it on a watchdog thread, so a callable
+    that hangs gives :class:`~arena_adapters.errors.TransportTimeout` after ``timeout`` seconds.
+    Whatever the callable raises is a :class:`~arena_adapters.errors.ServerError` carrying its
+    traceback, as a server's failure would be.
+    """
+
+    def __init__(self, policy: Any, timeout: float = 30.0) -> None:
+        self.timeout = float(timeout)
         if isinstance(policy, str):
             policy = import_object(policy)
             if isinstance(policy, type):  # 'module:Class' names a policy class: make one
@@ -56,26 +64,37 @@ class CallableTransport:
             raise ConfigError(f"option 'policy': expected a callable or 'module:attr', got {policy!r}")
         self.policy = policy
 
-    def connect(self) -> None:
+    def connect(self, deadline: Any = None) -> None:
         """Nothing to connect."""
 
-    def health(self) -> Health:
+    def health(self, deadline: Any = None) -> Health:
         """Always healthy: the callable is in-process."""
         return Health(ok=True, detail="in-process callable")
 
-    def metadata(self) -> Mapping[str, Any]:
+    def metadata(self, deadline: Any = None) -> Mapping[str, Any]:
         """The callable's ``metadata`` attribute, if it has one."""
         return dict(getattr(self.policy, "metadata", {}) or {})
 
-    def infer(self, request: Any) -> Any:
+    def infer(self, request: Any, deadline: Any = None) -> Any:
         """Call the callable with the request."""
-        return self.policy(request)
+        return self._call(self.policy, request)
 
-    def reset(self, env_ids: EnvIds | None) -> None:
+    def reset(self, env_ids: EnvIds | None, deadline: Any = None) -> None:
         """Call the callable's ``reset(env_ids)`` if it has one."""
         reset = getattr(self.policy, "reset", None)
         if callable(reset):
-            reset(env_ids)
+            self._call(reset, env_ids)
+
+    @staticmethod
+    def _call(function: Any, argument: Any) -> Any:
+        try:
+            return function(argument)
+        except AdapterError:
+            raise
+        except Exception as exc:
+            raise ServerError(
+                f"the local policy raised {type(exc).__name__}: {exc}", server_message=traceback.format_exc()
+            ) from exc
 
     def close(self) -> None:
         """Nothing to release."""
@@ -129,7 +148,10 @@ def register_transports(register: Any) -> None:
         protocol=ANY_PROTOCOL,
         factory=CallableTransport,
         description="calls a Python callable in-process (no network)",
-        options=(Option("policy", object, help="a callable or 'module:attr' returning action chunks"),),
+        options=(
+            Option("policy", object, help="a callable or 'module:attr' returning action chunks"),
+            Option("timeout", float, 30.0, "seconds one call of the callable may take", above=0),
+        ),
         capabilities=frozenset({"batched"}),
     ))
 

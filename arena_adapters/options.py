@@ -7,6 +7,7 @@ always names the option, what was expected and what arrived; the CLI builds its 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,12 @@ from typing import Any
 from arena_adapters.errors import ConfigError
 
 _REQUIRED = object()
+
+SECRET_NAMES = re.compile(r"(token|secret|password|passwd|api_?key|credential|auth)", re.IGNORECASE)
+"""Option names that are secret even when not declared so (``api_token``, ``api_key``, ...)."""
+
+MASK = "***"
+"""What a secret option's value shows as in reports, listings, logs and error messages."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,8 @@ class Option:
         minimum: the smallest allowed value (inclusive), for numbers.
         above: a bound the value must exceed (exclusive), for numbers.
         check: an optional predicate on the converted value, with ``check_text`` describing it.
+        secret: the value is a credential: reports, ``info``, logs and error messages show it masked.
+            Options whose name looks like one (:data:`SECRET_NAMES`) are secret anyway.
     """
 
     name: str
@@ -41,6 +50,16 @@ class Option:
     above: float | None = None
     check: Callable[[Any], bool] | None = field(default=None, compare=False)
     check_text: str = ""
+    secret: bool = False
+
+    @property
+    def is_secret(self) -> bool:
+        """True when the value must never be shown (declared secret, or a credential's name)."""
+        return self.secret or is_secret_name(self.name)
+
+    def shown(self, value: Any) -> str:
+        """``repr(value)``, or the mask for a secret option's value."""
+        return MASK if self.is_secret and value is not None else repr(value)
 
     @property
     def required(self) -> bool:
@@ -50,27 +69,47 @@ class Option:
     def convert(self, value: Any, owner: str = "") -> Any:
         """Return ``value`` converted to this option's type, or raise :class:`ConfigError`."""
         where = f" (for {owner})" if owner else ""
-        converted = _convert(value, self.type, self.name, where)
+        shown = self.shown(value)
+        converted = _convert(value, self.type, self.name, where, shown)
         if self.choices is not None and converted not in self.choices:
             raise ConfigError(
-                f"option {self.name!r}{where}: expected one of {list(self.choices)}, got {value!r}"
+                f"option {self.name!r}{where}: expected one of {list(self.choices)}, got {shown}"
             )
         if converted is not None and self.minimum is not None and converted < self.minimum:
-            raise ConfigError(f"option {self.name!r}{where}: expected a value >= {self.minimum:g}, got {value!r}")
+            raise ConfigError(f"option {self.name!r}{where}: expected a value >= {self.minimum:g}, got {shown}")
         if converted is not None and self.above is not None and converted <= self.above:
-            raise ConfigError(f"option {self.name!r}{where}: expected a value > {self.above:g}, got {value!r}")
+            raise ConfigError(f"option {self.name!r}{where}: expected a value > {self.above:g}, got {shown}")
         if self.check is not None and converted is not None and not self.check(converted):
-            raise ConfigError(f"option {self.name!r}{where}: expected {self.check_text}, got {value!r}")
+            raise ConfigError(f"option {self.name!r}{where}: expected {self.check_text}, got {shown}")
         return converted
 
     def describe(self) -> str:
         """A one-line description: type, default and help."""
-        default = "required" if self.required else f"default {self.default!r}"
+        default = "required" if self.required else f"default {self.shown(self.default)}"
         choices = f", one of {list(self.choices)}" if self.choices else ""
         return f"{self.name} ({self.type.__name__}, {default}{choices}) {self.help}".rstrip()
 
 
-def _convert(value: Any, expected: type, name: str, where: str) -> Any:
+def is_secret_name(name: str) -> bool:
+    """True for option names that hold credentials (``api_token``, ``api_key``, ``password`` ...)."""
+    return bool(SECRET_NAMES.search(name))
+
+
+def masked(options: Mapping[str, Any], declared: Mapping[str, Option] | None = None) -> dict[str, Any]:
+    """``options`` with every secret value replaced by :data:`MASK`, for reports and logs.
+
+    An option is secret when ``declared`` says so or its name looks like a credential's.
+    """
+    declared = declared or {}
+    shown: dict[str, Any] = {}
+    for name, value in options.items():
+        option = declared.get(name)
+        secret = option.is_secret if option is not None else is_secret_name(name)
+        shown[name] = MASK if secret and value is not None else value
+    return shown
+
+
+def _convert(value: Any, expected: type, name: str, where: str, shown: str) -> Any:
     if value is None or expected is object or (isinstance(value, expected) and not (
         expected is int and isinstance(value, bool)
     )):
@@ -93,7 +132,7 @@ def _convert(value: Any, expected: type, name: str, where: str) -> Any:
     elif expected in (list, tuple) and isinstance(value, (list, tuple)):
         return expected(value)
     raise ConfigError(
-        f"option {name!r}{where}: expected {expected.__name__}, got {type(value).__name__} {value!r}"
+        f"option {name!r}{where}: expected {expected.__name__}, got {type(value).__name__} {shown}"
     )
 
 

@@ -105,40 +105,58 @@ class ActionTranslator(Protocol):
 class InferenceTransport(Protocol):
     """Carries wire requests to a policy server and brings back its replies.
 
-    A transport owns its connections, timeouts, reconnects and the wire codec. It must never block
-    longer than its configured timeout: a dead server gives :class:`~arena_adapters.errors.TransportTimeout`.
+    Build one on :class:`arena_adapters.transport.ClientTransport` (the transport kit), which keeps
+    every promise below for you; the record then declares the ``"deadlines"`` capability.
+
+    Every call takes an optional ``deadline`` (an :class:`arena_adapters.transport.Deadline`;
+    ``None``: :attr:`timeout` seconds from now) and must not block past it. A transport whose record
+    does not declare ``"deadlines"`` is run on a watchdog thread by the core instead.
+
+    Attributes:
+        timeout: the default budget of one call, in seconds.
     """
 
-    def connect(self) -> None:
-        """Open the connection(s). Called lazily before the first request; may be called again."""
-        ...
+    timeout: float
 
-    def health(self) -> Health:
-        """Check that the server is alive, cheaply (a ping, ``/healthz``, ...)."""
-        ...
-
-    def metadata(self) -> Mapping[str, Any]:
-        """Return what the server says about itself (``{}`` if the protocol has nothing)."""
-        ...
-
-    def infer(self, request: Any) -> Any:
-        """Send one wire request (as made by the observation translator) and return the reply.
+    def connect(self, deadline: Any = None) -> None:
+        """Open the connection(s). Called lazily before the first request; may be called again.
 
         Raises:
-            TransportTimeout: no reply within the timeout.
-            TransportError: the connection failed.
-            ServerError: the server replied with an error.
-            ProtocolError: the reply could not be decoded.
+            TransportError, TransportTimeout: the server cannot be reached.
         """
         ...
 
-    def reset(self, env_ids: EnvIds | None) -> None:
+    def health(self, deadline: Any = None) -> Health:
+        """Check that the server is alive, cheaply (a ping, ``/healthz``, ...). Never raises."""
+        ...
+
+    def metadata(self, deadline: Any = None) -> Mapping[str, Any]:
+        """Return what the server says about itself (``{}`` if the protocol has nothing).
+
+        Raises:
+            AdapterError subclasses, as :meth:`infer`.
+        """
+        ...
+
+    def infer(self, request: Any, deadline: Any = None) -> Any:
+        """Send one wire request (as made by the observation translator) and return the reply.
+
+        Raises:
+            TransportTimeout: no reply by the deadline.
+            TransportError: the connection failed (``retryable`` when the server cannot have seen it).
+            ServerError: the server replied with an error.
+            ProtocolError: the reply could not be decoded or exceeds a decode limit.
+        """
+        ...
+
+    def reset(self, env_ids: EnvIds | None, deadline: Any = None) -> None:
         """Tell the server that these envs (``None``: all) started new episodes, where the protocol
         has a reset; otherwise do nothing."""
         ...
 
     def close(self) -> None:
-        """Release every socket and thread. Idempotent."""
+        """Abort requests in flight (they end with a TransportError at once) and release every
+        socket and thread. Final and idempotent; never holds interpreter exit."""
         ...
 
 

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 import torch
 
-from arena_adapters.errors import AdapterError, ConfigError, ObservationError
+from arena_adapters.errors import (
+    ActionError,
+    AdapterError,
+    ConfigError,
+    ObservationError,
+    TransportError,
+)
 from arena_adapters.observations import batch_size_and_device
 from arena_adapters.options import Option, reject_unknown, resolve_options
 from arena_adapters.parts import (
@@ -34,7 +43,11 @@ from arena_adapters.records import (
     TransportRecord,
 )
 from arena_adapters.scheduler import STRATEGIES, ActionChunkScheduler, validate_schedule
+from arena_adapters.transport import DEADLINES, Deadline, ReplicaSet, ReplicaStats, WatchdogTransport, split_replicas
+from arena_adapters.transport.threads import DaemonPool, fan_out
 from arena_adapters.worker import TransportWorker, detach_from
+
+logger = logging.getLogger(__name__)
 
 POLICY_OPTIONS: tuple[Option, ...] = (
     Option("num_envs", int, None, "number of envs (default: from the first observation)"),
@@ -46,6 +59,11 @@ POLICY_OPTIONS: tuple[Option, ...] = (
     Option("instruction", str, None, "task instruction sent with every observation"),
     Option("prefetch_steps", int, 0, "query an env in the background when it has this many actions left "
            "(0: off; replay strategy)", minimum=0),
+    Option("allow_nonfinite_actions", bool, False, "pass NaN/inf actions to the env instead of raising ActionError"),
+    Option("replica_retry_after", float, 10.0, "seconds a failed replica stays out before a health check lets it "
+           "back", above=0),
+    Option("failover_resend", bool, True, "resend a request whose replica failed at the connection level to "
+           "another replica (logged and counted in stats)"),
 )
 """Options every adapter takes; they configure the policy and its scheduler."""
 
@@ -57,6 +75,10 @@ PART_ROLES: dict[str, type[PartRecord]] = {
 """Option names that swap one part of an adapter for another registered part."""
 
 
+LATENCY_SAMPLES = 100_000
+"""How many of the most recent inference latencies :class:`InferenceStats` keeps."""
+
+
 @dataclass
 class InferenceStats:
     """Counters of the inferences a policy made.
@@ -66,13 +88,29 @@ class InferenceStats:
         env_requests: env observations sent (sum of queried envs over all queries).
         steps: control steps served.
         latencies_s: wall time of each inference: send, server, receive, action translation
-            (measured where it runs: on the transport worker for background queries).
+            (measured where it runs: on the transport worker for background queries); the most
+            recent :data:`LATENCY_SAMPLES` only, so a long run's memory stays flat.
+        failovers: requests resent to another replica after theirs failed.
+        replicas: per-replica counters (one entry per endpoint).
     """
 
     queries: int = 0
     env_requests: int = 0
     steps: int = 0
-    latencies_s: list[float] = field(default_factory=list)
+    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    latency_count: int = 0
+    failovers: int = 0
+    replicas: list[ReplicaStats] = field(default_factory=list)
+
+    def add_latency(self, seconds: float) -> None:
+        """Record one inference's wall time."""
+        self.latencies_s.append(seconds)
+        self.latency_count += 1
+
+    def latencies_since(self, count: int) -> list[float]:
+        """The latencies recorded after the first ``count`` (of :attr:`latency_count`), as far as kept."""
+        new = min(self.latency_count - count, len(self.latencies_s))
+        return list(self.latencies_s)[len(self.latencies_s) - new:] if new > 0 else []
 
 
 class Policy:
@@ -87,7 +125,7 @@ class Policy:
         name: str,
         observation_translator: ObservationTranslator,
         action_translator: ActionTranslator,
-        transport: InferenceTransport,
+        transport: InferenceTransport | ReplicaSet,
         *,
         num_envs: int | None = None,
         device: str | torch.device | None = None,
@@ -96,12 +134,22 @@ class Policy:
         ensemble_decay: float = 0.01,
         instruction: str | None = None,
         prefetch_steps: int = 0,
+        allow_nonfinite_actions: bool = False,
+        replica_retry_after: float = 10.0,
+        failover_resend: bool = True,
     ) -> None:
         self.name = name
         self.observation_translator = observation_translator
         self.action_translator = action_translator
-        self.transport = transport
-        self.stats = InferenceStats()
+        self.replicas = (
+            transport if isinstance(transport, ReplicaSet)
+            else ReplicaSet([transport], [str(getattr(transport, "endpoint", name))], retry_after=replica_retry_after)
+        )
+        self.stats = InferenceStats(replicas=self.replicas.stats)
+        self._allow_nonfinite = allow_nonfinite_actions
+        self._failover_resend = failover_resend
+        self._replica_threads = DaemonPool(len(self.replicas), f"arena-adapters-{name}-replicas") if len(
+            self.replicas) > 1 else None
         self._scheduler_options: dict[str, Any] = {
             "execute_steps": execute_steps,
             "strategy": strategy,
@@ -126,24 +174,54 @@ class Policy:
 
     # --------------------------------------------------------------------------- lifecycle
 
+    @property
+    def transport(self) -> InferenceTransport:
+        """The transport of the first replica (the only one, unless several endpoints were given)."""
+        return self.replicas.transports[0]
+
+    @property
+    def timeout(self) -> float:
+        """The budget of one inference, in seconds (the transport's)."""
+        return float(getattr(self.transport, "timeout", 30.0))
+
     def connect(self) -> None:
-        """Connect the transport and let the translators read server metadata. Idempotent."""
+        """Connect the transport(s) and let the translators read server metadata. Idempotent.
+
+        With several replicas, it succeeds when at least one connects (the others are taken out).
+        """
         self._check_open()
         if self._connected:
             return
-        self.transport.connect()
+        errors: list[AdapterError] = []
+        connected: InferenceTransport | None = None
+        for index, transport in enumerate(self.replicas.transports):
+            try:
+                transport.connect(Deadline.after(self.timeout))
+            except AdapterError as error:
+                errors.append(self._with_context(error, index, "connect"))
+                self.replicas.take_out(index, str(error))
+                continue
+            connected = connected or transport
+        if connected is None:
+            raise errors[0]
         for translator in (self.observation_translator, self.action_translator):
             if has_on_connect(translator):
-                translator.on_connect(self.transport)
+                try:
+                    translator.on_connect(connected)
+                except AdapterError as error:
+                    raise error.add_context(adapter=self.name, request="reading server metadata") from None
         self._connected = True
 
     def close(self) -> None:
-        """Release the transport's sockets and threads. Idempotent."""
+        """Abort requests in flight and release every socket and thread. Final, prompt, idempotent."""
         if not self._closed:
             self._closed = True
             if self._worker is not None:
                 self._worker.close()
-            self.transport.close()
+            if self._replica_threads is not None:
+                self._replica_threads.close()
+            for transport in self.replicas.transports:
+                transport.close()
 
     def __enter__(self) -> Policy:
         return self
@@ -192,11 +270,11 @@ class Policy:
         return num_envs, device
 
     def _query(self, observation: Observation, scheduler: ActionChunkScheduler, env_ids: EnvIds) -> None:
-        query, request = self._request(observation, scheduler, env_ids)
+        query, outgoing = self._request(observation, scheduler, env_ids)
         if self._worker is None:
-            chunk = self._infer(request, query)
+            chunk = self._infer(outgoing, query)
         else:
-            chunk = self._worker.call(lambda: self._infer(request, query))
+            chunk = self._worker.call(lambda: self._infer(outgoing, query))
         scheduler.load(env_ids, chunk)
 
     def _prefetch(self, observation: Observation, scheduler: ActionChunkScheduler) -> None:
@@ -205,34 +283,108 @@ class Policy:
         if len(ahead):
             ahead = np.setdiff1d(ahead, self._pending.waiting(ahead), assume_unique=True)
         if len(ahead):
-            query, request = self._request(observation, scheduler, ahead)
-            request = detach_from(request, observation)
-            future = self._worker.submit(lambda: self._infer(request, query))
+            query, outgoing = self._request(observation, scheduler, ahead)
+            outgoing = detach_from(outgoing, observation)
+            future = self._worker.submit(lambda: self._infer(outgoing, query))
             self._pending.add(future, ahead, scheduler.remaining()[ahead])
 
-    def _request(self, observation: Observation, scheduler: ActionChunkScheduler, env_ids: EnvIds) -> tuple[Query, Any]:
+    def _request(
+        self, observation: Observation, scheduler: ActionChunkScheduler, env_ids: EnvIds
+    ) -> tuple[Query, list[Outgoing]]:
+        """The query for ``env_ids`` and its wire requests, one per replica group."""
         num_envs = batch_size_and_device(observation)[0]
         if num_envs != scheduler.num_envs:
             raise ObservationError(f"observation has {num_envs} envs first, expected num_envs={scheduler.num_envs}")
         if not self._connected:
             self.connect()
-        query = Query(
+        query = self._make_query(scheduler, env_ids)
+        outgoing = []
+        for replica, ids in self.replicas.route(env_ids, scheduler.num_envs):
+            part = query if len(ids) == len(env_ids) else self._make_query(scheduler, ids)
+            outgoing.append((replica, part, self._translate_observation(observation, part)))
+        self.stats.queries += 1
+        self.stats.env_requests += len(env_ids)
+        return query, outgoing
+
+    def _make_query(self, scheduler: ActionChunkScheduler, env_ids: EnvIds) -> Query:
+        return Query(
             env_ids=torch.from_numpy(env_ids).to(scheduler.device, non_blocking=True),
             env_ids_host=env_ids,
             device=scheduler.device,
             num_envs=scheduler.num_envs,
             instructions=self._instructions_of(env_ids),
         )
-        request = self.observation_translator.translate(observation, query)
-        self.stats.queries += 1
-        self.stats.env_requests += len(env_ids)
-        return query, request
 
-    def _infer(self, request: Any, query: Query) -> torch.Tensor:
+    def _translate_observation(self, observation: Observation, query: Query) -> Any:
+        try:
+            return self.observation_translator.translate(observation, query)
+        except AdapterError as error:
+            raise error.add_context(adapter=self.name, request=_describe(query)) from None
+        except Exception as exc:
+            raise ObservationError(
+                f"the observation translator failed: {type(exc).__name__}: {exc}",
+                adapter=self.name, request=_describe(query),
+            ) from exc
+
+    def _infer(self, outgoing: list[Outgoing], query: Query) -> torch.Tensor:
+        """Send the requests of one query (to their replicas, concurrently) and return its chunk."""
         started = time.perf_counter()
-        chunk = self.action_translator.translate(self.transport.infer(request), query)
-        self.stats.latencies_s.append(time.perf_counter() - started)
+        if len(outgoing) == 1:
+            chunks = [self._send(*outgoing[0])]
+        else:
+            assert self._replica_threads is not None
+            budget = self.timeout * len(self.replicas) + 1.0  # each resend has a deadline of its own
+            chunks = fan_out(self._replica_threads, [partial(self._send, *o) for o in outgoing],
+                             Deadline.after(budget), f"adapter {self.name!r} replicas")
+        chunk = chunks[0] if len(chunks) == 1 else _concatenate(chunks, self.name)
+        self.stats.add_latency(time.perf_counter() - started)
         return chunk
+
+    def _send(self, replica: int, query: Query, request: Any) -> torch.Tensor:
+        """One request on ``replica``; on a connection-level failure, resent once per other live
+        replica (when ``failover_resend``)."""
+        tried = {replica}
+        while True:
+            transport = self.replicas.transports[replica]
+            began = time.perf_counter()
+            try:
+                reply = transport.infer(request, Deadline.after(self.timeout))
+            except TransportError as error:
+                self._with_context(error, replica, _describe(query))
+                self.replicas.take_out(replica, error.message)
+                other = self.replicas.next_live(replica) if self._failover_resend else None
+                if other is None or other in tried:
+                    raise error from None
+                self.stats.failovers += 1
+                logger.warning("adapter %r: resending %s to replica %s after: %s", self.name, _describe(query),
+                               self.replicas.stats[other].endpoint, error)
+                replica = other
+                tried.add(other)
+                continue
+            except AdapterError as error:
+                raise self._with_context(error, replica, _describe(query)) from None
+            except Exception as exc:  # a transport that broke its contract: still a typed error
+                raise self._with_context(
+                    TransportError(f"the transport raised {type(exc).__name__}: {exc}"), replica, _describe(query)
+                ) from exc
+            self.replicas.record(replica, query.size, time.perf_counter() - began)
+            return self._translate_actions(reply, query, replica)
+
+    def _translate_actions(self, reply: Any, query: Query, replica: int) -> torch.Tensor:
+        try:
+            chunk = self.action_translator.translate(reply, query)
+        except AdapterError as error:
+            raise self._with_context(error, replica, _describe(query)) from None
+        except Exception as exc:
+            raise self._with_context(
+                ActionError(f"the action translator failed: {type(exc).__name__}: {exc}"), replica, _describe(query)
+            ) from exc
+        if not self._allow_nonfinite:
+            _check_finite(chunk, query, self._with_context, replica)
+        return chunk
+
+    def _with_context(self, error: AdapterError, replica: int, request: str) -> AdapterError:
+        return error.add_context(adapter=self.name, endpoint=self.replicas.stats[replica].endpoint, request=request)
 
     def _make_scheduler(self, num_envs: int, device: torch.device) -> ActionChunkScheduler:
         self.scheduler = ActionChunkScheduler(num_envs, device, **self._scheduler_options)
@@ -262,9 +414,18 @@ class Policy:
             if not self._connected:
                 self.connect()
             if self._worker is None:
-                self.transport.reset(ids)
+                self._reset_servers(ids)
             else:
-                self._worker.call(lambda: self.transport.reset(ids))
+                self._worker.call(lambda: self._reset_servers(ids))
+
+    def _reset_servers(self, ids: EnvIds | None) -> None:
+        for index, transport in enumerate(self.replicas.transports):
+            if not self.replicas.stats[index].live:
+                continue
+            try:
+                transport.reset(ids, Deadline.after(self.timeout))
+            except AdapterError as error:
+                raise self._with_context(error, index, "reset") from None
 
     def pause(self, env_ids: Sequence[int] | EnvIds | torch.Tensor) -> None:
         """Stop querying ``env_ids``: they hold their last action until :meth:`reset` resumes them.
@@ -306,6 +467,41 @@ class Policy:
         return self._instruction
 
 
+Outgoing = tuple[int, Query, Any]
+"""One wire request of a query: ``(replica index, the query of its envs, the request)``."""
+
+
+def _describe(query: Query) -> str:
+    ids = query.env_ids_host
+    shown = ids.tolist() if len(ids) <= 8 else f"{ids[:4].tolist()[:-1]}...{ids[-2:].tolist()}"
+    return f"inference for {query.size} env{'s' if query.size != 1 else ''} {shown}"
+
+
+def _concatenate(chunks: Sequence[torch.Tensor], adapter: str) -> torch.Tensor:
+    shapes = {tuple(chunk.shape[1:]) for chunk in chunks}
+    if len(shapes) != 1:
+        raise ActionError(f"replicas of adapter {adapter!r} answered chunks of different shapes {sorted(shapes)}: "
+                          "do they serve the same policy?", adapter=adapter)
+    return torch.cat(list(chunks))
+
+
+def _check_finite(chunk: torch.Tensor, query: Query, with_context: Any, replica: int) -> None:
+    """Raise :class:`ActionError` naming the env ids and action dims of NaN or infinite actions."""
+    if not chunk.is_floating_point():
+        return
+    finite = torch.isfinite(chunk)
+    if bool(finite.all()):
+        return
+    bad = ~finite
+    envs = query.env_ids_host[bad.flatten(1).any(dim=1).cpu().numpy()]
+    dims = torch.nonzero(bad.flatten(0, -2).any(dim=0)).flatten().tolist()
+    shown = envs.tolist()[:16]
+    raise with_context(ActionError(
+        f"the server's actions hold NaN or infinity for env ids {shown}{'...' if len(envs) > 16 else ''} in "
+        f"action dims {dims}; they were not passed to the env (option allow_nonfinite_actions=True passes them)"
+    ), replica, _describe(query))
+
+
 def _to_host_ids(env_ids: Sequence[int] | EnvIds | torch.Tensor) -> EnvIds:
     if isinstance(env_ids, torch.Tensor):
         env_ids = env_ids.detach().to("cpu").numpy()
@@ -336,15 +532,47 @@ def load_policy(name: str, *, registry: PluginRegistry | None = None, **config: 
     policy_options = resolve_options(POLICY_OPTIONS, options, f"adapter {name!r}")
     parts = {
         role: record.factory(**resolve_options(record.options, options, f"{record.kind} {record.name!r}"))
-        for role, record in records.items()
+        for role, record in records.items() if role != "transport"
     }
+    transports = build_transports(records["transport"], options)  # type: ignore[arg-type]
     return Policy(
         name,
         parts["observation_translator"],
         parts["action_translator"],
-        parts["transport"],
+        transports,
         **policy_options,
     )
+
+
+def build_transports(record: TransportRecord, options: Mapping[str, Any]) -> ReplicaSet:
+    """One transport per replica endpoint of ``options`` (a list, or comma-separated addresses).
+
+    A transport whose record does not declare the ``"deadlines"`` capability is wrapped in a
+    :class:`~arena_adapters.transport.WatchdogTransport`, so its calls keep their deadlines too.
+    """
+    owner = f"{record.kind} {record.name!r}"
+    declares_endpoint = any(option.name == "endpoint" for option in record.options)
+    endpoints: list[str | None] = [None]
+    if declares_endpoint and options.get("endpoint") is not None:
+        endpoints = list(split_replicas(options["endpoint"]))
+    transports: list[InferenceTransport] = []
+    try:
+        for endpoint in endpoints:
+            given = dict(options) if endpoint is None else {**options, "endpoint": endpoint}
+            transport = record.factory(**resolve_options(record.options, given, owner))
+            if DEADLINES not in record.capabilities:
+                transport = WatchdogTransport(transport, float(getattr(transport, "timeout", 30.0)), record.name)
+            transports.append(transport)
+    except BaseException:
+        for transport in transports:
+            transport.close()
+        raise
+    shown = [
+        str(getattr(transport, "endpoint", endpoint or record.name))
+        for transport, endpoint in zip(transports, endpoints, strict=True)
+    ]
+    retry_after = float(options.get("replica_retry_after", 10.0))
+    return ReplicaSet(transports, shown, retry_after=retry_after)
 
 
 def declared_options(records: Mapping[str, PartRecord]) -> dict[str, Option]:

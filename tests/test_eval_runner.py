@@ -80,10 +80,12 @@ def test_an_error_is_recorded_in_the_partial_report_and_raised(tmp_path: Path) -
         return LocalReachExpert()(observation)
 
     report = tmp_path / "failed.json"
-    with aa.load_policy("local", policy=failing, execute_steps=2) as policy, pytest.raises(RuntimeError):
+    with aa.load_policy("local", policy=failing, execute_steps=2) as policy, pytest.raises(aa.ServerError) as caught:
         evaluate(policy, ReachEnv(num_envs=2, **SMALL), 20, report_path=report, figure=False)
+    assert "RuntimeError: model crashed" in caught.value.server_message
     data = read_json(report)
-    assert data["error"] == "RuntimeError: model crashed" and data["complete"] is False
+    assert data["error"].startswith("ServerError: the local policy raised RuntimeError: model crashed")
+    assert data["complete"] is False
     assert not report.with_suffix(".png").exists()
 
 

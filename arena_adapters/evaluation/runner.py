@@ -72,7 +72,7 @@ def evaluate(
     num_envs = env.num_envs
     ledger = EpisodeLedger(num_envs, num_episodes)
     stats = policy.stats
-    first_latency, first_queries, first_env_requests = len(stats.latencies_s), stats.queries, stats.env_requests
+    first_latency, first_queries, first_env_requests = stats.latency_count, stats.queries, stats.env_requests
     text = instruction if instruction is not None else (policy.instruction or task_description_of(env))
     result = EvalResult(num_envs=num_envs, num_episodes=num_episodes, info={**(info or {}), "instruction": text})
     display = ProgressDisplay() if progress is True else (progress or None)
@@ -121,7 +121,7 @@ def evaluate(
             display.close()
     result.wall_time_s = time.perf_counter() - started
     result.episodes = list(ledger.episodes)
-    result.latencies_s = list(stats.latencies_s[first_latency:])
+    result.latencies_s = stats.latencies_since(first_latency)
     result.queries = stats.queries - first_queries
     result.env_requests = stats.env_requests - first_env_requests
     result.steps = ledger.step

@@ -1,0 +1,128 @@
+"""Connections and the pool that holds them.
+
+A plugin's :class:`Connection` is one exchange channel to a server: send a payload, wait for the
+reply bytes until the deadline. The :class:`ConnectionPool` opens them lazily, hands each to one
+request at a time, throws away any that failed, and aborts every one of them on close, so that a
+request in flight ends at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from arena_adapters.errors import TransportError, TransportTimeout
+from arena_adapters.transport.deadline import Deadline
+
+
+class Connection(Protocol):
+    """One channel to a server, used by one request at a time.
+
+    A plugin implements it for its protocol (a ZeroMQ REQ socket, a WebSocket, an HTTP client).
+    """
+
+    def exchange(self, payload: Any, deadline: Deadline) -> bytes:
+        """Send ``payload`` and return the reply's bytes, waiting no later than ``deadline``.
+
+        Raises:
+            TransportTimeout: no reply by the deadline.
+            TransportError: the connection failed; ``retryable=True`` only when the server cannot
+                have received the request.
+            ServerError: the server answered with an error of its own.
+            ProtocolError: the reply breaks the protocol (too large, wrong frame type, ...).
+        """
+        ...
+
+    def abort(self) -> None:
+        """Drop the connection at once, from any thread: a blocked :meth:`exchange` must end
+        promptly with a :class:`TransportError`. Idempotent."""
+        ...
+
+
+class _Seat:
+    __slots__ = ("busy", "connection")
+
+    def __init__(self) -> None:
+        self.connection: Connection | None = None
+        self.busy = False
+
+
+class ConnectionPool:
+    """At most ``size`` connections, each used by one request at a time."""
+
+    def __init__(self, open_connection: Callable[[Deadline], Connection], size: int, name: str) -> None:
+        self._open = open_connection
+        self.name = name
+        self._seats = [_Seat() for _ in range(size)]
+        self._idle: queue.LifoQueue[_Seat] = queue.LifoQueue()
+        for seat in reversed(self._seats):
+            self._idle.put(seat)
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def acquire(self, deadline: Deadline) -> _Seat:
+        """A free seat with an open connection (opened now if needed).
+
+        Raises:
+            TransportTimeout: no seat became free, or no connection opened, by the deadline.
+            TransportError: the pool is closed, or the connection could not be opened.
+        """
+        try:
+            seat = self._idle.get(timeout=deadline.remaining())
+        except queue.Empty:
+            raise TransportTimeout(f"{self.name}: no free connection within {deadline.budget:g} s") from None
+        with self._lock:
+            if self.closed:
+                self._idle.put(seat)
+                raise TransportError(f"{self.name}: the transport is closed")
+            seat.busy = True
+        if seat.connection is None:
+            try:
+                seat.connection = self._open(deadline)
+            except BaseException:
+                self.release(seat)
+                raise
+            if self.closed:  # closed while opening
+                self.release(seat, broken=True)
+                raise TransportError(f"{self.name}: the transport is closed")
+        return seat
+
+    def release(self, seat: _Seat, *, broken: bool = False) -> None:
+        """Give ``seat`` back; a ``broken`` connection is aborted and dropped."""
+        with self._lock:
+            seat.busy = False
+            connection = seat.connection if broken or self.closed else None
+            if connection is not None:
+                seat.connection = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.abort()
+        self._idle.put(seat)
+
+    def abort_busy(self) -> None:
+        """Abort the connections of requests in flight (their exchanges end at once)."""
+        with self._lock:
+            busy = [seat.connection for seat in self._seats if seat.busy and seat.connection is not None]
+        for connection in busy:
+            with contextlib.suppress(Exception):
+                connection.abort()
+
+    @property
+    def open_connections(self) -> int:
+        """Connections currently open."""
+        return sum(1 for seat in self._seats if seat.connection is not None)
+
+    def close(self) -> None:
+        """Abort every connection, busy or idle; later requests fail at once. Idempotent."""
+        with self._lock:
+            self.closed = True
+            connections = [seat.connection for seat in self._seats if seat.connection is not None]
+            for seat in self._seats:
+                if not seat.busy:
+                    seat.connection = None
+        for connection in connections:
+            with contextlib.suppress(Exception):
+                connection.abort()
