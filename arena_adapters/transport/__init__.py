@@ -19,6 +19,14 @@ from arena_adapters.transport.endpoints import Endpoint, parse_endpoint, split_r
 from arena_adapters.transport.limits import ALLOWED_DTYPE_KINDS, DecodeLimits, limit_options
 from arena_adapters.transport.replicas import ReplicaSet, ReplicaStats
 from arena_adapters.transport.retry import RETRY_OPTIONS, RetryPolicy
+from arena_adapters.transport.serving import (
+    SERVER_MAX_REQUEST_BYTES,
+    FaultInjector,
+    ReplyFault,
+    server_limit_options,
+    start_failure,
+    wait_ready,
+)
 from arena_adapters.transport.threads import DaemonPool, fan_out
 from arena_adapters.transport.watchdog import WatchdogTransport
 
@@ -26,6 +34,7 @@ __all__ = [
     "ALLOWED_DTYPE_KINDS",
     "DEADLINES",
     "RETRY_OPTIONS",
+    "SERVER_MAX_REQUEST_BYTES",
     "ClientTransport",
     "Connection",
     "ConnectionPool",
@@ -33,13 +42,18 @@ __all__ = [
     "Deadline",
     "DecodeLimits",
     "Endpoint",
+    "FaultInjector",
     "ReplicaSet",
     "ReplicaStats",
+    "ReplyFault",
     "RetryPolicy",
     "WatchdogTransport",
     "fan_out",
     "limit_options",
     "parse_endpoint",
+    "server_limit_options",
     "split_replicas",
+    "start_failure",
     "wait_for",
+    "wait_ready",
 ]
