@@ -98,14 +98,20 @@ def is_secret_name(name: str) -> bool:
 def masked(options: Mapping[str, Any], declared: Mapping[str, Option] | None = None) -> dict[str, Any]:
     """``options`` with every secret value replaced by :data:`MASK`, for reports and logs.
 
-    An option is secret when ``declared`` says so or its name looks like a credential's.
+    An option is secret when ``declared`` says so or its name looks like a credential's; nested
+    maps are masked alike.
     """
     declared = declared or {}
     shown: dict[str, Any] = {}
     for name, value in options.items():
         option = declared.get(name)
-        secret = option.is_secret if option is not None else is_secret_name(name)
-        shown[name] = MASK if secret and value is not None else value
+        secret = option.is_secret if option is not None else is_secret_name(str(name))
+        if secret and value is not None:
+            shown[name] = MASK
+        elif isinstance(value, Mapping):
+            shown[name] = masked(value, declared)
+        else:
+            shown[name] = value
     return shown
 
 

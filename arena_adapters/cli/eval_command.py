@@ -24,6 +24,7 @@ from arena_adapters.evaluation.figure import MISSING_MATPLOTLIB, matplotlib_avai
 from arena_adapters.evaluation.progress import ProgressDisplay
 from arena_adapters.evaluation.report import EvalResult
 from arena_adapters.evaluation.runner import evaluate
+from arena_adapters.options import masked
 from arena_adapters.policy import load_policy
 
 PROGRESS_CHOICES = ("auto", "bar", "log", "none")
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         "environment": args.env,
         "env_options": env_options,
         "device": args.device,
-        "adapter_options": {key: str(value) for key, value in config.items()},
+        "adapter_options": {key: str(value) for key, value in masked(config).items()},
     }
     report = report_path_for(args, f"eval-{args.adapter}-{args.env}")
     try:

@@ -11,6 +11,7 @@ from typing import Any
 
 from arena_adapters.evaluation.episodes import Episode
 from arena_adapters.evaluation.statistics import LatencySummary, LengthSummary
+from arena_adapters.options import masked
 
 REPORT_VERSION = 1
 
@@ -94,7 +95,7 @@ class EvalResult:
         """The JSON report as plain Python values."""
         return {
             "report_version": REPORT_VERSION,
-            **self.info,
+            **masked(self.info),
             "num_envs": self.num_envs,
             "num_episodes": self.num_episodes,
             "completed_episodes": self.completed,
