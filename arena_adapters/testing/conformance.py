@@ -13,23 +13,94 @@ or run ``arena-adapters check NAME``. The kit starts the adapter's reference ser
 adapter record's ``example_observation``. Override :meth:`AdapterContract.start_server` for an adapter
 without a reference server, and :meth:`AdapterContract.make_observation` for one without an example
 observation.
+
+Beyond the happy path, the contract holds the adapter to the framework's promises: the reference
+server is started with a ``fault_injector`` (see :mod:`arena_adapters.transport.serving`) that turns
+it silent, trickling or hostile on demand, and the clauses check that every failure is a typed error
+within the call's deadline, that hostile replies give only :class:`~arena_adapters.errors.ProtocolError`
+(or :class:`~arena_adapters.errors.ActionError`) with bounded memory, and that ``close()`` with a
+request in flight is prompt and leaks no thread or socket.
 """
 
 from __future__ import annotations
 
+import os
+import random
+import threading
 import time
+import tracemalloc
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import pytest
 import torch
 
-from arena_adapters.errors import ObservationError, TransportError
+from arena_adapters.errors import (
+    ActionError,
+    AdapterError,
+    ObservationError,
+    ProtocolError,
+    TransportError,
+    TransportTimeout,
+)
 from arena_adapters.options import Option
 from arena_adapters.parts import Observation, ProbeReport, RunningServer
 from arena_adapters.plugins import PluginRegistry
 from arena_adapters.policy import PART_ROLES, Policy, load_policy
 from arena_adapters.records import AdapterRecord, ProbeRecord, ReferenceServerRecord
+from arena_adapters.transport.serving import ReplyFault
+
+DEADLINE_SLACK_S = 1.0
+"""How much longer than its timeout a failing call may take (thread hand-offs, a loaded CI machine)."""
+
+HOSTILE_MEMORY_BYTES = 64 * 2**20
+"""The most a hostile reply may make the client allocate (traced by tracemalloc)."""
+
+
+class FaultSwitch:
+    """The ``fault_injector`` the kit starts reference servers with: passes replies through until
+    :attr:`fault` is set (or :attr:`faults` holds a queue of them), records the last real reply, and
+    holds each reply back :attr:`delay_s` seconds (the server calls it before replying)."""
+
+    def __init__(self) -> None:
+        self.fault: ReplyFault | None = None
+        self.faults: list[ReplyFault] = []
+        self.delay_s = 0.0
+        self.last_reply = b""
+
+    def __call__(self, reply: bytes) -> ReplyFault | None:
+        self.last_reply = reply
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.faults:
+            return self.faults.pop(0)
+        return self.fault
+
+
+def hostile_variants(reply: bytes, count: int, seed: int = 0) -> list[bytes]:
+    """Mutations of a real reply: random bytes, truncations, bit flips, byte runs overwritten with
+    0xff (huge declared sizes in most length-prefixed formats) and duplicated runs."""
+    rng = random.Random(seed)
+    variants = [b"", bytes(rng.randrange(256) for _ in range(64)), reply[: len(reply) // 2], reply[:1]]
+    while len(variants) < count and reply:
+        data = bytearray(reply)
+        position = rng.randrange(len(data))
+        kind = rng.randrange(3)
+        if kind == 0:
+            data[position] ^= 1 << rng.randrange(8)
+        elif kind == 1:
+            data[position:position + 4] = b"\xff\xff\xff\x7f"
+        else:
+            data[position:position] = data[position:position + rng.randrange(1, 32)]
+        variants.append(bytes(data))
+    return variants[:count]
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:  # not Linux: sockets are not counted
+        return 0
 
 
 def _leaf_paths(node: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -59,15 +130,29 @@ class AdapterContract:
     execute_steps: ClassVar[int] = 3
     timeout_option: ClassVar[str] = "timeout"
     endpoint_option: ClassVar[str] = "endpoint"
+    optional_observation_keys: ClassVar[frozenset[str]] = frozenset()
+    """Leaf paths of the example observation the adapter may do without (all others must be required)."""
+    hostile_replies: ClassVar[int] = 24
+    """How many mutations of a real reply the hostile-reply clause sends."""
 
     # ------------------------------------------------------------------ overridable pieces
 
-    def start_server(self, registry: PluginRegistry, record: AdapterRecord) -> RunningServer:
-        """Start the adapter's reference server on a free loopback port."""
+    def start_server(
+        self, registry: PluginRegistry, record: AdapterRecord, faults: FaultSwitch | None = None
+    ) -> RunningServer:
+        """Start the adapter's reference server on a free loopback port (with ``faults`` as its
+        ``fault_injector`` when given)."""
         if not record.reference_server:
             pytest.fail(f"adapter {record.name!r} has no reference server: override start_server()")
         server_record = registry.part(ReferenceServerRecord, record.reference_server)
         options = self._declared_options(server_record.options)
+        if faults is not None:
+            if not any(option.name == "fault_injector" for option in server_record.options):
+                pytest.fail(
+                    f"reference server {server_record.name!r} takes no 'fault_injector' option: add it "
+                    "(see arena_adapters.transport.serving.ReplyFault)"
+                )
+            options["fault_injector"] = faults
         server: RunningServer = server_record.factory(policy=None, host="127.0.0.1", **{**options, "port": 0})
         return server
 
@@ -102,6 +187,21 @@ class AdapterContract:
             server.stop()
 
     @pytest.fixture
+    def faults(self) -> FaultSwitch:
+        return FaultSwitch()
+
+    @pytest.fixture
+    def faulty_server(
+        self, registry: PluginRegistry, record: AdapterRecord, faults: FaultSwitch
+    ) -> Iterator[RunningServer]:
+        server = self.start_server(registry, record, faults)
+        try:
+            yield server
+        finally:
+            faults.fault, faults.faults, faults.delay_s = None, [], 0.0
+            server.stop()
+
+    @pytest.fixture
     def policy(self, registry: PluginRegistry, server: RunningServer) -> Iterator[Policy]:
         policy = self.load(registry, server.endpoint)
         try:
@@ -122,9 +222,15 @@ class AdapterContract:
         for part in parts:
             assert part.description, f"{part.kind} {part.name!r} has no description"
 
-    def test_loading_does_no_io(self, registry: PluginRegistry) -> None:
-        policy = self.load(registry, self._dead_endpoint(registry))
-        policy.close()
+    def test_loading_does_no_io(self, registry: PluginRegistry, record: AdapterRecord, faults: FaultSwitch) -> None:
+        server = self.start_server(registry, record, faults)
+        try:
+            policy = self.load(registry, server.endpoint)
+            time.sleep(0.2)
+            policy.close()
+        finally:
+            server.stop()
+        assert faults.last_reply == b"", "loading the adapter (before any get_action) talked to the server"
 
     def test_actions_have_env_shape_dtype_and_device(self, policy: Policy, record: AdapterRecord) -> None:
         observation = self.make_observation(record, self.num_envs)
@@ -156,19 +262,31 @@ class AdapterContract:
         if policy.scheduler.horizon > 1:  # chunks of one action re-query every env every step
             assert due == [self.num_envs - 1]
 
-    def test_prefetch_keeps_chunks_coming(
-        self, registry: PluginRegistry, record: AdapterRecord, server: RunningServer
+    def test_prefetch_queries_in_the_background_while_replay_continues(
+        self, registry: PluginRegistry, record: AdapterRecord, faulty_server: RunningServer, faults: FaultSwitch
     ) -> None:
-        policy = self.load(registry, server.endpoint, prefetch_steps=1)
+        observation = self.make_observation(record, self.num_envs)
+        policy = self.load(registry, faulty_server.endpoint, prefetch_steps=1, **{self.timeout_option: 10.0})
         try:
-            observation = self.make_observation(record, self.num_envs)
             policy.get_action(observation)
             assert policy.scheduler is not None
             if policy.scheduler.horizon <= 1:
                 pytest.skip("one action per reply: nothing to fetch ahead")
-            for _ in range(3 * self.execute_steps):
+            steps_before_due = int(policy.scheduler.remaining().min())
+            delay = 0.5
+            faults.delay_s = delay
+            started = time.monotonic()
+            for _ in range(steps_before_due - 1):
+                policy.get_action(observation)  # the prefetch starts; replay steps go on meanwhile
+            replay_time = time.monotonic() - started
+            assert policy.stats.queries >= 2, "no background request was made"
+            assert replay_time < delay, (
+                f"{steps_before_due - 1} replay steps took {replay_time:.2f} s while the server was slow: "
+                "they waited for the background request"
+            )
+            faults.delay_s = 0.0
+            for _ in range(2 * self.execute_steps):
                 assert policy.get_action(observation).shape[0] == self.num_envs
-            assert policy.stats.queries >= 3
         finally:
             policy.close()
 
@@ -177,17 +295,22 @@ class AdapterContract:
         assert policy.transport.health().ok
         assert isinstance(policy.transport.metadata(), Mapping)
 
-    def test_missing_observation_keys_are_clear_errors(self, policy: Policy, record: AdapterRecord) -> None:
+    def test_every_missing_observation_key_is_a_clear_error(self, policy: Policy, record: AdapterRecord) -> None:
         observation = self.make_observation(record, self.num_envs)
-        refused = 0
+        accepted = []
         for path in _leaf_paths(observation):
+            if path in self.optional_observation_keys:
+                continue
             policy.reset()
             try:
                 policy.get_action(_without(observation, path))
             except ObservationError as error:
                 assert path.rsplit(".", 1)[-1] in str(error), f"error for missing {path!r} does not name it: {error}"
-                refused += 1
-        assert refused, "removing any single observation key was accepted"
+            else:
+                accepted.append(path)
+        assert not accepted, (
+            f"observations without {accepted} were accepted; refuse them, or list them in optional_observation_keys"
+        )
 
     def test_dead_server_is_a_transport_error_within_the_timeout(
         self, registry: PluginRegistry, record: AdapterRecord
@@ -197,13 +320,97 @@ class AdapterContract:
         started = time.monotonic()
         with pytest.raises(TransportError):
             policy.get_action(self.make_observation(record, self.num_envs))
-        assert time.monotonic() - started < timeout + 2.0
+        assert time.monotonic() - started < timeout + DEADLINE_SLACK_S
         policy.close()
 
-    def test_close_is_idempotent(self, policy: Policy, record: AdapterRecord) -> None:
-        policy.get_action(self.make_observation(record, self.num_envs))
+    @pytest.mark.parametrize("fault", ["silence", "trickle"])
+    def test_a_silent_or_trickling_server_is_a_timeout_within_the_deadline(
+        self, registry: PluginRegistry, record: AdapterRecord, faulty_server: RunningServer, faults: FaultSwitch,
+        fault: str,
+    ) -> None:
+        observation = self.make_observation(record, self.num_envs)
+        timeout = 1.0
+        policy = self.load(registry, faulty_server.endpoint, **{self.timeout_option: timeout})
+        try:
+            policy.connect()
+            faults.fault = ReplyFault("silence") if fault == "silence" else ReplyFault(
+                "trickle", b"\x00" * 64, interval_s=0.25)
+            started = time.monotonic()
+            with pytest.raises(TransportTimeout):
+                policy.get_action(observation)
+            elapsed = time.monotonic() - started
+            assert elapsed < timeout + DEADLINE_SLACK_S, f"a {fault} server held get_action for {elapsed:.2f} s"
+        finally:
+            policy.close()
+
+    def test_hostile_replies_are_protocol_errors_with_bounded_memory(
+        self, registry: PluginRegistry, record: AdapterRecord, faulty_server: RunningServer, faults: FaultSwitch
+    ) -> None:
+        observation = self.make_observation(record, self.num_envs)
+        policy = self.load(registry, faulty_server.endpoint, execute_steps=1, **{self.timeout_option: 5.0})
+        try:
+            policy.get_action(observation)
+            real = faults.last_reply
+            assert real, "the reference server did not pass its replies to fault_injector"
+            outcomes: dict[str, int] = {}
+            tracemalloc.start()
+            try:
+                for data in hostile_variants(real, self.hostile_replies):
+                    faults.faults = [ReplyFault("replace", data)]
+                    try:
+                        policy.get_action(observation)
+                        outcome = "accepted"
+                    except (ProtocolError, ActionError) as error:
+                        outcome = type(error).__name__
+                    except AdapterError as error:
+                        pytest.fail(f"a hostile reply gave {type(error).__name__}, not ProtocolError: {error}")
+                    outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert peak < HOSTILE_MEMORY_BYTES, f"hostile replies made the client allocate {peak:,} bytes"
+            assert outcomes.get("ProtocolError", 0) > 0, f"no hostile reply was refused: {outcomes}"
+            faults.faults = []
+            assert policy.get_action(observation).shape[0] == self.num_envs, "no recovery after hostile replies"
+        finally:
+            policy.close()
+
+    def test_close_with_a_request_in_flight_is_prompt_final_and_leaks_nothing(
+        self, registry: PluginRegistry, record: AdapterRecord, faulty_server: RunningServer, faults: FaultSwitch
+    ) -> None:
+        observation = self.make_observation(record, self.num_envs)
+        threads, fds = threading.active_count(), _open_fds()
+        policy = self.load(registry, faulty_server.endpoint, **{self.timeout_option: 30.0})
+        policy.connect()
+        faults.fault = ReplyFault("silence")
+        outcome: dict[str, Any] = {}
+
+        def in_flight() -> None:
+            try:
+                policy.get_action(observation)
+            except AdapterError as error:
+                outcome["error"] = error
+            outcome["ended"] = time.monotonic()
+
+        caller = threading.Thread(target=in_flight, daemon=True)
+        caller.start()
+        time.sleep(0.5)
+        closing = time.monotonic()
         policy.close()
+        assert time.monotonic() - closing < 1.0, "close() waited for the request in flight"
+        caller.join(2.0)
+        assert not caller.is_alive(), "the request in flight did not end when the policy closed"
+        assert isinstance(outcome.get("error"), TransportError), f"the request in flight ended with {outcome}"
+        assert outcome["ended"] - closing < 1.0
         policy.close()
+        with pytest.raises(AdapterError):
+            policy.get_action(observation)
+        faults.fault = None
+        deadline = time.monotonic() + 3.0
+        while (threading.active_count() > threads or _open_fds() > fds) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() <= threads, "threads left running after close()"
+        assert _open_fds() <= fds, "sockets left open after close()"
 
     def test_probe_passes_against_the_reference_server(
         self, registry: PluginRegistry, record: AdapterRecord, server: RunningServer
