@@ -7,6 +7,7 @@ always names the option, what was expected and what arrived; the CLI builds its 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ class Option:
         check: an optional predicate on the converted value, with ``check_text`` describing it.
         secret: the value is a credential: reports, ``info``, logs and error messages show it masked.
             Options whose name looks like one (:data:`SECRET_NAMES`) are secret anyway.
+        parse: turns a string (from the command line, a YAML scalar) into the value, for structured
+            options; it may raise ``ValueError`` with the reason. Without it, ``tuple`` and ``list``
+            options read ``"180,320"`` or ``"180x320"`` (items as int, float or str) and ``dict``
+            options read JSON or ``"a=1,b=x"``.
     """
 
     name: str
@@ -51,6 +56,7 @@ class Option:
     check: Callable[[Any], bool] | None = field(default=None, compare=False)
     check_text: str = ""
     secret: bool = False
+    parse: Callable[[str], Any] | None = field(default=None, compare=False)
 
     @property
     def is_secret(self) -> bool:
@@ -70,6 +76,11 @@ class Option:
         """Return ``value`` converted to this option's type, or raise :class:`ConfigError`."""
         where = f" (for {owner})" if owner else ""
         shown = self.shown(value)
+        if isinstance(value, str) and self.parse is not None:
+            try:
+                value = self.parse(value)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"option {self.name!r}{where}: cannot read {shown}: {exc}") from None
         converted = _convert(value, self.type, self.name, where, shown)
         if self.choices is not None and converted not in self.choices:
             raise ConfigError(
@@ -115,6 +126,47 @@ def masked(options: Mapping[str, Any], declared: Mapping[str, Option] | None = N
     return shown
 
 
+def parse_scalar(text: str) -> int | float | str:
+    """``"3"`` -> 3, ``"0.5"`` -> 0.5, anything else stays a str (stripped)."""
+    text = text.strip()
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_sequence(text: str) -> list[Any]:
+    """``"180,320"``, ``"180x320"``, ``"[180, 320]"`` -> ``[180, 320]`` (items by :func:`parse_scalar`)."""
+    text = text.strip()
+    if text.startswith("["):
+        value = json.loads(text)
+        if not isinstance(value, list):
+            raise ValueError(f"expected a JSON list, got {text!r}")
+        return value
+    separator = "," if "," in text else ("x" if re.fullmatch(r"\s*[\d.]+(\s*x\s*[\d.]+)+\s*", text) else None)
+    items = text.split(separator) if separator else [text]
+    return [parse_scalar(item) for item in items if item.strip()]
+
+
+def parse_mapping(text: str) -> dict[str, Any]:
+    """JSON object text, or ``"a=1,b=x"`` -> ``{"a": 1, "b": "x"}``."""
+    text = text.strip()
+    if text.startswith("{"):
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a JSON object, got {text!r}")
+        return value
+    mapping: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, raw = item.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"expected KEY=VALUE items, got {item!r}")
+        mapping[key.strip()] = parse_scalar(raw)
+    return mapping
+
+
 def _convert(value: Any, expected: type, name: str, where: str, shown: str) -> Any:
     if value is None or expected is object or (isinstance(value, expected) and not (
         expected is int and isinstance(value, bool)
@@ -131,6 +183,10 @@ def _convert(value: Any, expected: type, name: str, where: str, shown: str) -> A
                 raise ValueError(value)
             if expected in (int, float):
                 return expected(value)
+            if expected in (list, tuple):
+                return expected(parse_sequence(value))
+            if expected is dict:
+                return parse_mapping(value)
         except ValueError:
             pass
     elif expected is float and isinstance(value, int) and not isinstance(value, bool):
