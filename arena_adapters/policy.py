@@ -21,6 +21,7 @@ from arena_adapters.errors import (
     ObservationError,
     TransportError,
 )
+from arena_adapters.layouts import ActionLayout, action_layout_of
 from arena_adapters.observations import batch_size_and_device
 from arena_adapters.options import Option, reject_unknown, resolve_options
 from arena_adapters.parts import (
@@ -178,6 +179,11 @@ class Policy:
     def transport(self) -> InferenceTransport:
         """The transport of the first replica (the only one, unless several endpoints were given)."""
         return self.replicas.transports[0]
+
+    @property
+    def action_layout(self) -> ActionLayout | None:
+        """What the policy's actions mean, as its action translator declares (``None``: undeclared)."""
+        return action_layout_of(self.action_translator)
 
     @property
     def timeout(self) -> float:
