@@ -26,6 +26,8 @@ What is here:
 - the part protocols (:class:`ObservationTranslator`, :class:`ActionTranslator`,
   :class:`InferenceTransport`, :class:`ReadsServerMetadata` for ``on_connect``) and the values they
   exchange (:class:`Query`, :class:`Health`, :class:`ProbeReport`);
+- :class:`ActionLayout` for declaring what the actions mean (checked against the env's before the
+  first step);
 - :class:`Option` for declaring a part's options (``secret=``, ``parse=``);
 - observation helpers (:func:`lookup`, :func:`require_tensor`, :func:`select_rows`, ...) that raise
   :class:`ObservationError` naming the key, the expected shape and what arrived;
@@ -57,6 +59,7 @@ from arena_adapters.errors import (
 from arena_adapters.examples import droid_observation, ramp_images
 from arena_adapters.hookspecs import hookimpl
 from arena_adapters.imaging import resize_with_pad
+from arena_adapters.layouts import ActionLayout, ControlMode, Gripper, check_layouts
 from arena_adapters.observations import (
     batch_size_and_device,
     describe,
@@ -119,6 +122,7 @@ __all__ = [
     "DEADLINES",
     "RETRY_OPTIONS",
     "ActionError",
+    "ActionLayout",
     "ActionTranslator",
     "ActionTranslatorRecord",
     "AdapterError",
@@ -126,11 +130,13 @@ __all__ = [
     "ClientTransport",
     "ConfigError",
     "Connection",
+    "ControlMode",
     "Deadline",
     "DecodeLimits",
     "Endpoint",
     "EnvIds",
     "FaultInjector",
+    "Gripper",
     "Health",
     "InferenceTransport",
     "Observation",
@@ -160,6 +166,7 @@ __all__ = [
     "TransportTimeout",
     "UnknownAdapterError",
     "batch_size_and_device",
+    "check_layouts",
     "describe",
     "droid_observation",
     "hookimpl",

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "arena_adapters.cli.check_command",
     "arena_adapters.cli.eval_command",
     "arena_adapters.cli.demo_command",
+    "arena_adapters.cli.new_plugin_command",
 )
 
 
