@@ -174,6 +174,8 @@ def register_probes(register: Callable[[ProbeRecord], None]) -> None:
         ``factory(endpoint=..., timeout=..., **options)`` returns a
         :class:`~arena_adapters.parts.ProbeReport`; server faults are reported, not raised.
 
+    Called once, when the plugin is loaded. Used by ``arena-adapters ping`` and the conformance kit.
+
     Example::
 
         @hookimpl

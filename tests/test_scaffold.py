@@ -25,7 +25,10 @@ def install_and_check(package: Path, name: str, site: Path) -> subprocess.Comple
 def test_a_new_protocol_plugin_passes_check_as_generated(tmp_path: Path) -> None:
     assert main(["new-plugin", "toyproto", "--new-protocol", "--directory", str(tmp_path)]) == 0
     package = tmp_path / "arena-adapters-toyproto"
-    assert (package / "src/arena_adapters_toyproto/transport.py").exists()
+    plugin_source = (package / "src/arena_adapters_toyproto/plugin.py").read_text()
+    for hook in ("register_transports", "register_observation_translators", "register_action_translators",
+                 "register_adapters", "register_reference_servers", "register_probes"):
+        assert f"def {hook}(" in plugin_source  # check below runs the server and probe clauses against them
     result = install_and_check(package, "toyproto", tmp_path / "site")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout

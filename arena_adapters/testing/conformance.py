@@ -143,7 +143,7 @@ class AdapterContract:
         """Start the adapter's reference server on a free loopback port (with ``faults`` as its
         ``fault_injector`` when given)."""
         if not record.reference_server:
-            pytest.fail(f"adapter {record.name!r} has no reference server: override start_server()")
+            pytest.skip(f"adapter {record.name!r} has no reference server (see test_record_declares_what_check_needs)")
         server_record = registry.part(ReferenceServerRecord, record.reference_server)
         options = self._declared_options(server_record.options)
         if faults is not None:
@@ -159,7 +159,8 @@ class AdapterContract:
     def make_observation(self, record: AdapterRecord, num_envs: int, device: str = "cpu") -> Observation:
         """A valid observation for the adapter's translators."""
         if record.example_observation is None:
-            pytest.fail(f"adapter {record.name!r} has no example_observation: override make_observation()")
+            pytest.skip(f"adapter {record.name!r} has no example_observation "
+                        "(see test_record_declares_what_check_needs)")
         observation: Observation = record.example_observation(num_envs, device)
         return observation
 
@@ -214,6 +215,29 @@ class AdapterContract:
     def test_listed_from_entry_points(self, registry: PluginRegistry) -> None:
         assert self.adapter in registry.available_adapters()
         assert registry.plugins()[self.adapter].distribution
+
+    def test_record_declares_what_check_needs(self, registry: PluginRegistry, record: AdapterRecord) -> None:
+        missing = []
+        if not record.description:
+            missing.append("description='one line for arena-adapters list'")
+        if record.example_observation is None:
+            missing.append("example_observation=fn(num_envs, device) -> a valid observation "
+                           "(arena_adapters.plugin.droid_observation for the DROID layout)")
+        if not record.reference_server:
+            missing.append("reference_server='<plugin>.server' (a ReferenceServerRecord; reuse another plugin's "
+                           "when you reuse its transport)")
+        if not record.probe:
+            missing.append("probe='<plugin>.probe' (a ProbeRecord, built on arena_adapters.plugin.ProbeRun)")
+        assert not missing, f"add to AdapterRecord {record.name!r}: " + "; ".join(missing)
+
+    def test_declared_action_layout_matches_the_actions(self, policy: Policy, record: AdapterRecord) -> None:
+        actions = policy.get_action(self.make_observation(record, self.num_envs))
+        layout = policy.action_layout
+        if layout is None:
+            pytest.skip("the action translator declares no action_layout")
+        assert actions.shape[1] == layout.dim, (
+            f"the action translator declares {layout.describe()}, but the actions are {actions.shape[1]} wide"
+        )
 
     def test_records_resolve_and_agree_on_protocol(self, registry: PluginRegistry, record: AdapterRecord) -> None:
         parts = [registry.part(kind, getattr(record, role)) for role, kind in PART_ROLES.items()]
