@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-import arena_adapters.isaaclab as isaaclab_module
+import arena_adapters.integrations.isaaclab_legacy as isaaclab_module
 from arena_adapters.errors import ActionError, ConfigError
 from arena_adapters.evaluation.server_process import ServerProcess
 from arena_adapters.isaaclab import AdapterPolicy, AdapterPolicyConfig, StandalonePolicyBase
