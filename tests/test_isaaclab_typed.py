@@ -349,3 +349,41 @@ def test_the_older_generation_is_pointed_to_the_legacy_class(monkeypatch: pytest
             isaaclab_typed.policy_class("gr00t")
     finally:
         _forget_fakes()
+
+
+# ---------------------------------------------------------------- the real composer
+
+
+def _compose_with_omegaconf(cfg_type: type, values: dict[str, Any]) -> Any:
+    """What Arena's YAML loader does with a run's policy section: a structured config of the resolved
+    ``PolicyCfg`` with the YAML values over it, turned into the dataclass (OmegaConf is Arena's composer)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cfg_type), values))
+
+
+def test_every_adapter_cfg_composes_with_omegaconf(arena: ModuleType) -> None:
+    for name in isaaclab_typed.register_all():
+        cfg_type = _registry().get_policy_cfg_type(_registry().get_policy(name))
+        required = {field.name: "x" for field in dataclasses.fields(cfg_type)
+                    if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING}
+        cfg = _compose_with_omegaconf(cfg_type, {**required, "num_envs": 4, "execute_steps": 3,
+                                                 "strategy": "lockstep", "adapter_options": ["a=1"]})
+        assert type(cfg) is cfg_type and cfg.num_envs == 4 and cfg.execute_steps == 3
+        assert cfg.strategy is cfg_type.Strategy("lockstep") and cfg.adapter_options == ["a=1"]
+
+
+def test_omegaconf_and_the_fake_composer_agree(arena: ModuleType) -> None:
+    from omegaconf.errors import OmegaConfBaseException
+
+    runner = importlib.import_module("isaaclab_arena.evaluation.experiment_runner")
+    cfg_type = _registry().get_policy_cfg_type(arena.get_policy_cls(GR00T))
+    good = {"protocol_version": "n1.6", "format": "flat", "arena_preset": "droid", "timeout": 3,
+            "gripper_threshold": None, "image_size": "180x320", "adapter_options": ["api_token=t"]}
+    assert _compose_with_omegaconf(cfg_type, good) == runner.compose_policy_cfg(cfg_type, good, "p")
+    for bad in ({"bogus": 1}, {"timeout": "soon"}, {"format": "sideways"}, {"timeout": None},
+                {"adapter_options": "api_token=t"}):
+        with pytest.raises(OmegaConfBaseException):
+            _compose_with_omegaconf(cfg_type, bad)
+        with pytest.raises(ValueError):
+            runner.compose_policy_cfg(cfg_type, bad, "p")

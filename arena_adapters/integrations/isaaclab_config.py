@@ -2,7 +2,7 @@
 
 Typed Arena turns every field of a policy config into a flag (``--<field>``) and composes YAML
 experiments against it with OmegaConf, so a field may only be a scalar (``int``, ``float``, ``str``,
-``bool``), a ``str`` Enum, ``Optional`` of those, or ``list`` of them. :func:`config_fields` maps each
+``bool``), a ``str`` Enum, ``T | None`` of those, or ``list`` of them. :func:`config_fields` maps each
 :class:`~arena_adapters.options.Option` onto that:
 
 =============================================  ================================================
@@ -12,7 +12,7 @@ option                                         field
 required                                       the same type, no default (a required flag)
 ``choices`` of str (None allowed)              a ``str`` Enum whose member names are the values
                                                (OmegaConf reads a name, argparse a value)
-``object``/``dict``/``list`` (a map, a path)   ``Optional[str] = None``: the option's text form
+``object``/``dict``/``list`` (a map, a path)   ``str | None = None``: the option's text form
                                                (``"180x320"``, ``"a=x,b=y"``, a YAML path); None
                                                keeps the adapter's default
 ``num_envs``                                   ``num_envs: int = 1``: Arena fills it from
@@ -33,7 +33,7 @@ import dataclasses
 import enum
 import keyword
 from collections.abc import Iterable, Mapping
-from typing import Any, Optional
+from typing import Any, cast
 
 from arena_adapters.errors import ConfigError
 from arena_adapters.options import Option
@@ -113,7 +113,7 @@ def config_fields(adapter: str, options: Iterable[Option], module: str, owner: s
     presets = tuple(ARENA_PRESETS.get(adapter, {}))
     if presets:
         preset_enum = _str_enum(module, f"{owner}.ArenaPreset", presets)
-        fields.append(ConfigField(PRESET_FIELD, Optional[preset_enum], dataclasses.field(default=None), None))
+        fields.append(ConfigField(PRESET_FIELD, preset_enum | None, dataclasses.field(default=None), None))
     fields.append(ConfigField(EXTRA_OPTIONS_FIELD, list[str], dataclasses.field(default_factory=list), None))
     return fields
 
@@ -193,22 +193,24 @@ def _field_type(option: Option, module: str, enum_qualname: str) -> tuple[Any, A
         values = tuple(choice for choice in choices if choice is not None)
         if values and all(isinstance(choice, str) for choice in values):
             enum_type = _str_enum(module, enum_qualname, values)
-            annotation = enum_type if default is not None or option.required else Optional[enum_type]
+            annotation = enum_type if default is not None or option.required else enum_type | None
             return annotation, None if default is None else enum_type(default)
     if option.type in (int, float, str, bool):
         if default is None and not option.required:
-            return Optional[option.type], None
+            return option.type | None, None
         return option.type, default
     # object, dict, list, tuple...: the option's text form, or None for the adapter's own default
     if isinstance(default, str):
         return str, default
-    return Optional[str], None
+    return str | None, None
 
 
 def _str_enum(module: str, qualname: str, values: Iterable[str]) -> type[enum.Enum]:
     members = [(value, value) for value in values]
-    return enum.Enum(qualname.rpartition(".")[2], members, type=str, module=module,  # type: ignore[misc]
-                     qualname=qualname)
+    created = enum.Enum(  # type: ignore[misc]
+        qualname.rpartition(".")[2], members, type=str, module=module, qualname=qualname
+    )
+    return cast("type[enum.Enum]", created)
 
 
 def _plain(value: Any) -> Any:

@@ -33,7 +33,7 @@ class ArenaPolicyRuntime:
     _adapter_name: str
     _fixed_instruction: bool
     _checked_action_width: bool
-    _release: weakref.finalize
+    _release: weakref.finalize[[], ArenaPolicyRuntime]
 
     def _load_adapter(
         self, adapter: str, options: Mapping[str, Any], registry: PluginRegistry | None = None

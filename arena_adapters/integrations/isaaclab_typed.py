@@ -113,7 +113,7 @@ class AdapterPolicyBase(ArenaPolicyRuntime):
     _registry: PluginRegistry | None = None
 
     def __init__(self, config: Any) -> None:
-        super().__init__(config)  # Arena's PolicyBase stores self.config
+        super().__init__(config)  # type: ignore[call-arg]  # next in the MRO: Arena's PolicyBase
         self.config = config
         self._load_adapter(self.adapter, load_policy_options(config, self.adapter), self._registry)
         try:

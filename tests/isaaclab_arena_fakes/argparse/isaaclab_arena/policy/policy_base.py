@@ -32,10 +32,10 @@ class PolicyBase(ABC):
             raise NotImplementedError(f"{cls.__name__} has no config_class")
         return cls(cls.config_class(**config_dict))
 
-    def reset(self, env_ids: torch.Tensor | None = None) -> None:
+    def reset(self, env_ids: torch.Tensor | None = None) -> None:  # noqa: B027
         pass
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027
         pass
 
     def set_task_description(self, task_description: str | None) -> str | None:
