@@ -14,6 +14,7 @@ after the simulation app has started), so nothing of Isaac Sim is imported early
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -33,13 +34,16 @@ def register_arena_policies() -> list[str]:
 
     Returns the names registered.
     """
-    from arena_adapters.integrations import isaaclab_legacy, isaaclab_typed
-
+    # by module name, so that a module imported before Arena was (and so built without it) is not reused
+    isaaclab_legacy = importlib.import_module("arena_adapters.integrations.isaaclab_legacy")
+    isaaclab_typed = importlib.import_module("arena_adapters.integrations.isaaclab_typed")
     try:
         isaaclab_typed.typed_arena_api()
     except ImportError:
-        return [isaaclab_legacy.AdapterPolicy.name] if isaaclab_legacy.register_with_arena() else []
-    return isaaclab_typed.register_all()
+        registered = isaaclab_legacy.register_with_arena(import_registry=True)
+        return [isaaclab_legacy.AdapterPolicy.name] if registered else []
+    names: list[str] = isaaclab_typed.register_all()
+    return names
 
 
 class _RunAfterImport(importlib.abc.MetaPathFinder):

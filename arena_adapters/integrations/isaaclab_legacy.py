@@ -235,17 +235,21 @@ def _add_option_flag(group: argparse._ArgumentGroup, option: Option, taken: set[
     taken.update(flags)
 
 
-def register_with_arena() -> bool:
+def register_with_arena(import_registry: bool = False) -> bool:
     """Register :class:`AdapterPolicy` as ``arena_adapters`` in the older Arena's ``PolicyRegistry``.
 
-    Only when Arena's registry module is already loaded (importing it earlier could load Isaac Sim
-    modules before the simulation app starts) and its ``PolicyBase`` is the older generation's.
-    Returns whether it is registered now.
+    Only for the older generation's ``PolicyBase``, and only when Arena's registry module is already
+    loaded, unless ``import_registry`` (importing it early could load Isaac Sim modules before the
+    simulation app starts). Returns whether it is registered now.
     """
-    register_module = sys.modules.get("isaaclab_arena.assets.register")
-    if register_module is None or not hasattr(_PolicyBase, "add_args_to_parser"):
+    if not hasattr(_PolicyBase, "add_args_to_parser"):
         return False
     try:
+        if import_registry:
+            import isaaclab_arena.assets.register  # noqa: F401
+        register_module = sys.modules.get("isaaclab_arena.assets.register")
+        if register_module is None:
+            return False
         from isaaclab_arena.assets.registries import PolicyRegistry
 
         if not PolicyRegistry().is_registered(AdapterPolicy.name, ensure_loaded=False):

@@ -1,1 +1,3 @@
-"""Arena's own policies (none needed here); the registry imports this package lazily."""
+"""Arena's own policies; the registry imports this package lazily (and nothing outside Arena)."""
+
+from isaaclab_arena.policy import zero_action_policy  # noqa: F401  (registers zero_action)
