@@ -218,7 +218,9 @@ def test_policy_runner_drives_gr00t_by_flags(arena: ModuleType, gr00t_server: Se
     assert policy.task_description == "stack the cups" and policy.policy.instruction == "stack the cups"
     assert policy.config.num_envs == 4 and not policy.is_remote
     assert _open_sockets() > baseline  # policy_runner never calls close() ...
+    assert policy._release.alive and policy._release.atexit  # ... so it is also due at interpreter exit
     policy.close()
+    assert not policy._release.alive
     policy.close()  # idempotent
     assert _open_sockets() == baseline  # ... close() releases everything
 

@@ -35,6 +35,10 @@ class FakeArenaEnv:
     def unwrapped(self) -> FakeArenaEnv:
         return self
 
+    def seed(self, seed: int | None = None) -> list[int | None]:
+        self.seeded = seed
+        return [seed]
+
     def get_language_instruction(self) -> str:
         return str(self.cfg.task_description)
 
