@@ -205,11 +205,16 @@ def _field_type(option: Option, module: str, enum_qualname: str) -> tuple[Any, A
     return str | None, None
 
 
+class TextEnum(str, enum.Enum):
+    """Base of the generated str Enums: member name == value, and ``str()`` is the value (for ``--help``)."""
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+
 def _str_enum(module: str, qualname: str, values: Iterable[str]) -> type[enum.Enum]:
     members = [(value, value) for value in values]
-    created = enum.Enum(  # type: ignore[misc]
-        qualname.rpartition(".")[2], members, type=str, module=module, qualname=qualname
-    )
+    created = TextEnum(qualname.rpartition(".")[2], members, module=module, qualname=qualname)  # type: ignore[call-overload]
     return cast("type[enum.Enum]", created)
 
 

@@ -9,6 +9,7 @@ put it before Arena's ``PolicyBase`` in their bases, so these methods are the on
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -93,7 +94,12 @@ class ArenaPolicyRuntime:
         return None
 
     def close(self) -> None:
-        """Release the adapter's sockets and threads. Idempotent; never raises for a second call."""
+        """Release the adapter's sockets and threads. Idempotent, and never raises: a failure while
+        releasing is a warning, so that the runner's teardown of the environment goes on."""
         release = getattr(self, "_release", None)
-        if release is not None:
+        if release is None:
+            return
+        try:
             release()
+        except Exception as error:
+            warnings.warn(f"arena-adapters: closing adapter {self._adapter_name!r} failed: {error}", stacklevel=2)
