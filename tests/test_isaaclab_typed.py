@@ -388,3 +388,20 @@ def test_omegaconf_and_the_fake_composer_agree(arena: ModuleType) -> None:
             _compose_with_omegaconf(cfg_type, bad)
         with pytest.raises(ValueError):
             runner.compose_policy_cfg(cfg_type, bad, "p")
+
+
+def test_close_never_raises_and_runs_once(arena: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    local = arena.get_policy_cls("arena_adapters.integrations.isaaclab_typed.LocalAdapterPolicy")
+    cfg_type = _registry().get_policy_cfg_type(local)
+    policy = local(cfg_type(policy="arena_adapters.envs.reach_serving:random_policy"))
+    calls: list[int] = []
+
+    def failing_close() -> None:
+        calls.append(1)
+        raise OSError("socket already gone")
+
+    monkeypatch.setattr(policy.policy.transport, "close", failing_close)
+    with pytest.warns(UserWarning, match=r"closing adapter 'local' failed: socket already gone"):
+        policy.close()
+    policy.close()  # released once: no second attempt, no warning
+    assert calls == [1]
