@@ -8,7 +8,7 @@ experiments against it with OmegaConf, so a field may only be a scalar (``int``,
 =============================================  ================================================
 option                                         field
 =============================================  ================================================
-``int``/``float``/``str``/``bool``, default d   the same type, default d (``Optional``, when d is None)
+``int``/``float``/``str``/``bool``, default d   the same type, default d (``T | None`` when d is None)
 required                                       the same type, no default (a required flag)
 ``choices`` of str (None allowed)              a ``str`` Enum whose member names are the values
                                                (OmegaConf reads a name, argparse a value)
