@@ -9,7 +9,7 @@ every adapter installed, third parties' included (``arena-adapters list``)::
     python isaaclab_arena/evaluation/policy_runner.py \\
         --policy_type arena_adapters.integrations.isaaclab_typed.Gr00tAdapterPolicy \\
         --endpoint tcp://127.0.0.1:5555 --arena_preset droid --num_envs 4 --num_episodes 8 \\
-        droid_pick_and_place ...     # environment subcommand LAST: flags after it go to the environment
+        pick_and_place_maple_table --embodiment droid_abs_joint_pos   # environment subcommand LAST
 
     # YAML experiment: runs.<name>.policy
     policy:
