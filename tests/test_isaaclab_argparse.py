@@ -10,6 +10,7 @@ injected, ``close`` in a ``finally``). Driven against the GR00T and OpenPI refer
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 import textwrap
@@ -126,3 +127,16 @@ def test_registered_as_arena_adapters_through_the_launcher(arena: ModuleType, tm
     found = sys.modules.pop("lookup_result")
     assert found is importlib.import_module("arena_adapters.isaaclab").AdapterPolicy
     assert found.name == "arena_adapters"
+
+
+def test_the_readme_eval_job_builds_the_policy(arena: ModuleType, servers: dict[str, ServerProcess]) -> None:
+    eval_runner = importlib.import_module("isaaclab_arena.evaluation.eval_runner")
+    readme = (Path(__file__).parents[1] / "README.md").read_text().split("## Isaac Lab Arena", 1)[1]
+    text = readme.split("```json\n", 1)[1].split("```", 1)[0]
+    (job,) = json.loads(text.replace("ws://GPU-HOST:8000", servers["openpi"].endpoint))["jobs"]
+    policy = eval_runner.get_policy_from_job(job)
+    assert policy.config.adapter == "openpi" and policy.config.num_envs == 2
+    assert policy.config.options == {"execute_steps": 15}
+    episodes = eval_runner.run_jobs({"jobs": [job]}, _env)
+    assert episodes[0] >= job["num_episodes"]
+    policy.close()

@@ -405,3 +405,27 @@ def test_close_never_raises_and_runs_once(arena: ModuleType, monkeypatch: pytest
         policy.close()
     policy.close()  # released once: no second attempt, no warning
     assert calls == [1]
+
+
+def _readme_block(language: str) -> str:
+    section = (Path(__file__).parents[1] / "README.md").read_text().split("## Isaac Lab Arena", 1)[1].split("\n## ", 1)[0]
+    return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_yaml_experiment_composes_and_connects(
+    arena: ModuleType, gr00t_server: ServerProcess, openpi_server: ServerProcess, tmp_path: Path
+) -> None:
+    from omegaconf import OmegaConf
+
+    runner = importlib.import_module("isaaclab_arena.evaluation.experiment_runner")
+    text = _readme_block("yaml").replace("ws://GPU-HOST:8000", openpi_server.endpoint)
+    path = tmp_path / "droid_adapters.yaml"
+    path.write_text(text.replace("tcp://GPU-HOST:5555", gr00t_server.endpoint))
+    runs = runner.load_experiment(path)
+    assert [run.name for run in runs] == ["droid_openpi", "droid_gr00t"]
+    for run, section in zip(runs, OmegaConf.load(path).runs.values(), strict=True):
+        values = OmegaConf.to_container(section.policy)
+        values.pop("type")
+        assert _compose_with_omegaconf(type(run.policy), values) == run.policy
+        policy = _registry().get_policy_type_for_cfg(run.policy)(dataclasses.replace(run.policy, num_envs=run.num_envs))
+        policy.close()
