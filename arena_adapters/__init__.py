@@ -26,6 +26,7 @@ from arena_adapters.errors import (
     TransportError,
     TransportTimeout,
     UnknownAdapterError,
+    UnknownEnvironmentError,
 )
 from arena_adapters.hookspecs import hookimpl
 from arena_adapters.options import Option
@@ -54,6 +55,7 @@ __all__ = [
     "TransportError",
     "TransportTimeout",
     "UnknownAdapterError",
+    "UnknownEnvironmentError",
     "available_adapters",
     "default_registry",
     "hookimpl",

@@ -114,3 +114,8 @@ class PluginError(AdapterError):
 
 class UnknownAdapterError(AdapterError, LookupError):
     """No adapter (or part) of the asked-for name is registered."""
+
+
+class UnknownEnvironmentError(AdapterError, LookupError):
+    """No environment of the asked-for name is built in or registered under the
+    ``arena_adapters.environments`` entry-point group."""

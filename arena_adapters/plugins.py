@@ -53,6 +53,22 @@ HOOK_RECORD_TYPES: dict[str, type] = {
 _BUILTIN_PLUGINS = {"local": "arena_adapters.local"}
 _CORE_DISTRIBUTION = "arena-adapters"
 
+FIRST_PARTY_DISTRIBUTIONS: dict[str, str] = {
+    "gr00t": "arena-adapters-gr00t",
+    "openpi": "arena-adapters-openpi",
+    "openvla": "arena-adapters-openvla",
+}
+"""The distribution that provides each first-party plugin (for install hints)."""
+
+
+def install_hint(plugin: str) -> str:
+    """How to get plugin ``plugin`` when it is not installed: the ``pip install`` for a first-party
+    one, else a pointer to the distribution that should provide it."""
+    distribution = FIRST_PARTY_DISTRIBUTIONS.get(plugin)
+    if distribution is not None:
+        return f"install it with: pip install {distribution} (or pip install 'arena-adapters[{plugin}]')"
+    return f"install the distribution that provides the arena_adapters plugin {plugin!r}"
+
 R = TypeVar("R", bound=PartRecord)
 
 
@@ -83,7 +99,8 @@ def _env_list(name: str) -> set[str]:
     return {item.strip() for item in os.environ.get(name, "").split(",") if item.strip()}
 
 
-def _core_version() -> str:
+def core_version() -> str:
+    """The installed core distribution's version (``0+unknown`` when not installed)."""
     try:
         return metadata.version(_CORE_DISTRIBUTION)
     except metadata.PackageNotFoundError:
@@ -117,6 +134,7 @@ class PluginRegistry:
         self._conflicts: dict[str, str] = {}
         self._loaded: set[str] = set()
         self._failures: dict[str, str] = {}
+        self._unloadable: dict[str, str] = {}
         self._records: dict[type, dict[str, Record]] = {kind: {} for kind in HOOK_RECORD_TYPES.values()}
         self._providers: dict[tuple[type, str], str] = {}
 
@@ -126,7 +144,7 @@ class PluginRegistry:
         """Every known plugin by name, from entry-point metadata and built-ins. Imports nothing."""
         if self._infos is None:
             infos = {
-                name: PluginInfo(name, module, _CORE_DISTRIBUTION, _core_version(), builtin=True)
+                name: PluginInfo(name, module, _CORE_DISTRIBUTION, core_version(), builtin=True)
                 for name, module in _BUILTIN_PLUGINS.items()
             }
             if self.autoload:
@@ -163,11 +181,15 @@ class PluginRegistry:
         return sorted(name for name in self.plugins() if name not in self.blocked)
 
     def status(self, name: str) -> str:
-        """``"loaded"``, ``"not loaded"``, ``"blocked"`` or ``"failed: <error>"``."""
+        """``"loaded"``, ``"not loaded"``, ``"blocked"``, ``"failed: <error>"``, or
+        ``"not loadable: <reason>"`` once :meth:`check_dependencies` found a part that no installed
+        plugin provides."""
         if name in self.blocked:
             return "blocked"
         if name in self._failures:
             return f"failed: {self._failures[name]}"
+        if name in self._unloadable:
+            return f"not loadable: {self._unloadable[name]}"
         return "loaded" if name in self._loaded else "not loaded"
 
     @property
@@ -291,6 +313,26 @@ class PluginRegistry:
                         return f"adapter {record.name!r}: {role} must be a part name, got {part!r}"
         return ""
 
+    def check_dependencies(self, name: str) -> None:
+        """Load plugin ``name`` and resolve every part its adapters name, loading the plugins they
+        come from (a third-party adapter may reuse ``gr00t.*`` parts, for example).
+
+        Raises:
+            PluginError: the plugin failed to load, or a part cannot be resolved; the message names
+                the part and the ``pip install`` that provides it. The plugin's :meth:`status`
+                says ``not loadable`` from then on.
+        """
+        self.load_plugin(name)
+        for adapter in self.records(AdapterRecord):
+            if self.provider(adapter) != name:
+                continue
+            for record_type, part_name in _needed_parts(adapter):
+                try:
+                    self.part(record_type, part_name)
+                except (UnknownAdapterError, PluginError) as exc:
+                    self._unloadable[name] = str(exc)
+                    raise PluginError(f"adapter {adapter.name!r} cannot be loaded: {exc}") from exc
+
     # --------------------------------------------------------------------------- look-ups
 
     def adapter(self, name: str) -> AdapterRecord:
@@ -304,6 +346,11 @@ class PluginRegistry:
         if name not in adapters and name in self.plugins():
             self.load_plugin(name)
         if name not in adapters:
+            if name not in self.plugins() and name in FIRST_PARTY_DISTRIBUTIONS:
+                raise UnknownAdapterError(
+                    f"unknown adapter {name!r}: its plugin is not installed; {install_hint(name)} "
+                    f"(installed adapters: {', '.join(self.available_adapters()) or '(none)'})"
+                )
             if name in self._loaded:
                 raise UnknownAdapterError(
                     f"plugin {name!r} provides parts but no adapter named {name!r}; "
@@ -326,7 +373,15 @@ class PluginRegistry:
             self.load_plugin(namespace)
         if name not in table:
             kind = record_type.__name__.removesuffix("Record")
-            raise UnknownAdapterError(self._unknown_message(kind, name, sorted(table)))
+            if namespace not in self.plugins() and namespace in FIRST_PARTY_DISTRIBUTIONS:
+                raise UnknownAdapterError(
+                    f"{kind} {name!r} comes from plugin {namespace!r}, which is not installed; "
+                    f"{install_hint(namespace)}"
+                )
+            message = self._unknown_message(kind, name, sorted(table))
+            if namespace not in self.plugins():
+                message += f" (no installed plugin is named {namespace!r}: {install_hint(namespace)})"
+            raise UnknownAdapterError(message)
         record = table[name]
         assert isinstance(record, record_type)
         return record
@@ -345,6 +400,20 @@ class PluginRegistry:
             broken = "; ".join(f"{plugin}: {error}" for plugin, error in sorted(self._failures.items()))
             text += f" (plugins that failed to load: {broken})"
         return text
+
+
+def _needed_parts(adapter: AdapterRecord) -> list[tuple[type[PartRecord], str]]:
+    """Every part an adapter names: its three parts, its reference server and its probe."""
+    from arena_adapters.policy import PART_ROLES  # policy imports this module
+
+    needed: list[tuple[type[PartRecord], str]] = [
+        (PART_ROLES[role], part) for role, part in adapter.part_names().items()
+    ]
+    if adapter.reference_server:
+        needed.append((ReferenceServerRecord, adapter.reference_server))
+    if adapter.probe:
+        needed.append((ProbeRecord, adapter.probe))
+    return needed
 
 
 _default_registry: PluginRegistry | None = None

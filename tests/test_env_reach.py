@@ -25,7 +25,7 @@ from arena_adapters.envs.reach import (
 )
 from arena_adapters.envs.reach_expert import RandomReachPolicy, ReachExpert, locate
 from arena_adapters.envs.reach_serving import LocalReachExpert
-from arena_adapters.errors import ConfigError, UnknownAdapterError
+from arena_adapters.errors import ConfigError, UnknownEnvironmentError
 from arena_adapters.imaging import resize_with_pad
 
 
@@ -217,7 +217,7 @@ def test_environment_registry() -> None:
     assert {option.name for option in environment_options("reach")} >= {"image_height", "seed"}
     env = make_environment("reach", num_envs=2, image_height="32", image_width="48")
     assert env.reset()[0]["camera_obs"]["external_camera_rgb"].shape == (2, 32, 48, 3)
-    with pytest.raises(UnknownAdapterError, match="unknown environment 'nope'; valid names: .*reach"):
+    with pytest.raises(UnknownEnvironmentError, match="unknown environment 'nope'; valid names: .*reach"):
         make_environment("nope", num_envs=1)
     with pytest.raises(ConfigError, match=r"unknown option\(s\) \['colour'\] for environment 'reach'"):
         make_environment("reach", num_envs=1, colour="red")

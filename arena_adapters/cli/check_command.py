@@ -28,4 +28,4 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     return int(pytest.main(pytest_args))
 
 
-COMMAND = Command("check", "run the conformance kit against an adapter", add_arguments, run)
+COMMAND = Command("check", "run the conformance kit against an adapter", add_arguments, run, takes_extra=True)

@@ -21,12 +21,46 @@ class Command:
         add_arguments: adds the command's fixed arguments to its parser.
         run: ``run(args, extra) -> exit code``; ``extra`` holds the arguments argparse did not know,
             typically the flags of a plugin's own options (see :func:`parse_option_flags`).
+        takes_extra: whether the command accepts arguments beyond its fixed ones (adapter option
+            flags, pytest arguments); for the others an unknown argument is a usage error (exit 2).
     """
 
     name: str
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace, list[str]], int]
+    takes_extra: bool = False
+
+
+def port_number(text: str) -> int:
+    """An argparse ``type``: a TCP port, ``0`` (any free port) to ``65535``."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number (0-65535), got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number (0-65535; 0 picks a free one), got {port}")
+    return port
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 0."""
+    return _int_at_least(text, 0)
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 1."""
+    return _int_at_least(text, 1)
+
+
+def _int_at_least(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+    return value
 
 
 def flag_of(option_name: str) -> str:

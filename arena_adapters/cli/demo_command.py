@@ -13,27 +13,23 @@ import sys
 import torch
 
 from arena_adapters.cli.command import Command
+from arena_adapters.cli.command import positive_int
 from arena_adapters.cli.eval_command import add_output_arguments, finish, progress_display, report_path_for
 from arena_adapters.envs.reach_serving import SERVED_EXPERTS
-from arena_adapters.errors import ConfigError
 from arena_adapters.evaluation.demo import run_demo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", default="gr00t", choices=tuple(SERVED_EXPERTS),
                         help="protocol to serve the expert through (default gr00t; local: in-process, no server)")
-    parser.add_argument("--num-envs", type=int, default=16, help="parallel envs (default 16)")
-    parser.add_argument("--num-episodes", type=int, default=64, help="episodes (default 64)")
+    parser.add_argument("--num-envs", type=positive_int, default=16, help="parallel envs (default 16)")
+    parser.add_argument("--num-episodes", type=positive_int, default=64, help="episodes (default 64)")
     parser.add_argument("--device", default="cpu", help="env device (default cpu)")
     add_output_arguments(parser)
     parser.set_defaults(threads=1)
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    if extra:
-        raise ConfigError(f"unknown argument(s) {extra} for demo")
-    if args.num_envs < 1 or args.num_episodes < 1:
-        raise ConfigError("--num-envs and --num-episodes must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     in_process = SERVED_EXPERTS[args.adapter].in_process

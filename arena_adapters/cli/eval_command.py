@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from arena_adapters.cli.command import Command, parse_option_flags
+from arena_adapters.cli.command import Command, parse_option_flags, positive_int
 from arena_adapters.envs import environment_options, make_environment
 from arena_adapters.errors import ConfigError
 from arena_adapters.evaluation.adapter_options import adapter_options, parse_key_values, split_part_flags
@@ -40,19 +40,20 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-figure", action="store_true", help="write the JSON report only")
     parser.add_argument("--progress", choices=PROGRESS_CHOICES, default="auto",
                         help="a bar (terminal), log lines, or nothing; auto: bar on a terminal, else log")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads of this process")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads of this process")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", required=True, help="adapter name (see 'arena-adapters list')")
     parser.add_argument("--endpoint", help="policy server address (the adapter's 'endpoint' option)")
     parser.add_argument("--env", default="reach", help="environment name (default reach, the built-in one)")
-    parser.add_argument("--num-envs", type=int, default=16, help="parallel envs (default 16)")
-    parser.add_argument("--num-episodes", type=int, default=64, help="episodes to count, exactly (default 64)")
+    parser.add_argument("--num-envs", type=positive_int, default=16, help="parallel envs (default 16)")
+    parser.add_argument("--num-episodes", type=positive_int, default=64,
+                        help="episodes to count, exactly (default 64)")
     parser.add_argument("--device", default="cpu", help="env device (default cpu)")
     parser.add_argument("--seed", type=int, default=None, help="the env's 'seed' option")
     parser.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="an env option (repeatable)")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many env steps")
+    parser.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many env steps (>= 1)")
     add_output_arguments(parser)
     parser.epilog = ("Other flags are the adapter's options (see 'arena-adapters info NAME'), e.g. "
                      "--execute-steps 8 --instruction 'pick up the cup'; --transport/--observation-translator/"
@@ -82,8 +83,6 @@ def finish(result: EvalResult, figure_wanted: bool) -> int:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    if args.num_envs < 1 or args.num_episodes < 1:
-        raise ConfigError("--num-envs and --num-episodes must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     parts, rest = split_part_flags(extra)
@@ -126,4 +125,5 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     return finish(result, not args.no_figure)
 
 
-COMMAND = Command("eval", "evaluate a served policy in a vectorized environment", add_arguments, run)
+COMMAND = Command("eval", "evaluate a served policy in a vectorized environment", add_arguments, run,
+                  takes_extra=True)

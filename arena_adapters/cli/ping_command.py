@@ -44,4 +44,4 @@ def format_report(report: ProbeReport) -> str:
     return "\n".join(lines)
 
 
-COMMAND = Command("ping", "probe a live policy server end to end", add_arguments, run)
+COMMAND = Command("ping", "probe a live policy server end to end", add_arguments, run, takes_extra=True)

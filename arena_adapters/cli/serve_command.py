@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from arena_adapters.cli.command import Command, parse_option_flags
+from arena_adapters.cli.command import Command, parse_option_flags, port_number
 from arena_adapters.errors import ConfigError
 from arena_adapters.importing import import_object
 from arena_adapters.options import resolve_options
@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", help="'module:attr' of the policy object or callable to serve "
                         "(default: the plugin's deterministic built-in test policy)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="port (default: the protocol's usual port)")
+    parser.add_argument("--port", type=port_number, default=None,
+                        help="port, 0-65535 (default: the protocol's usual port; 0: any free port)")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -46,4 +47,4 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-COMMAND = Command("serve", "run an adapter's reference server", add_arguments, run)
+COMMAND = Command("serve", "run an adapter's reference server", add_arguments, run, takes_extra=True)

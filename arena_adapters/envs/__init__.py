@@ -21,7 +21,7 @@ from importlib import metadata
 from typing import Any
 
 from arena_adapters.envs.base import VectorEnv, task_description_of
-from arena_adapters.errors import ConfigError, PluginError, UnknownAdapterError
+from arena_adapters.errors import ConfigError, PluginError, UnknownEnvironmentError
 from arena_adapters.importing import import_object
 from arena_adapters.options import Option, reject_unknown, resolve_options
 
@@ -60,12 +60,12 @@ def environment_factory(name: str) -> Callable[..., Any]:
     """Import and return the factory of environment ``name``.
 
     Raises:
-        UnknownAdapterError: no such environment (the message lists the valid names).
+        UnknownEnvironmentError: no such environment (the message lists the valid names).
         PluginError: its module failed to import.
     """
     info = environments().get(name)
     if info is None:
-        raise UnknownAdapterError(
+        raise UnknownEnvironmentError(
             f"unknown environment {name!r}; valid names: {', '.join(available_environments())}"
         )
     try:
@@ -88,7 +88,7 @@ def make_environment(name: str, *, num_envs: int, device: str = "cpu", **options
     Options are checked against the factory's ``OPTIONS`` when it declares them.
 
     Raises:
-        UnknownAdapterError, PluginError: see :func:`environment_factory`.
+        UnknownEnvironmentError, PluginError: see :func:`environment_factory`.
         ConfigError: an unknown option or a bad value.
     """
     factory = environment_factory(name)

@@ -14,7 +14,7 @@ from typing import Any
 
 from arena_adapters.envs import make_environment
 from arena_adapters.envs.reach_serving import SERVED_EXPERTS
-from arena_adapters.errors import ConfigError, UnknownAdapterError
+from arena_adapters.errors import ConfigError
 from arena_adapters.evaluation.progress import ProgressDisplay
 from arena_adapters.evaluation.report import EvalResult
 from arena_adapters.evaluation.runner import ProgressCallback, evaluate
@@ -88,7 +88,4 @@ def run_demo(
 
 def _require_adapter(adapter: str) -> None:
     """Fail before starting a server process when the adapter's plugin is not installed."""
-    try:
-        default_registry().adapter(adapter)
-    except UnknownAdapterError as exc:
-        raise UnknownAdapterError(f"{exc}; install it with: pip install 'arena-adapters[{adapter}]'") from exc
+    default_registry().adapter(adapter)  # a missing first-party plugin's error says how to install it
