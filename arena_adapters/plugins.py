@@ -323,8 +323,8 @@ class PluginRegistry:
                 says ``not loadable`` from then on.
         """
         self.load_plugin(name)
-        for adapter in self.records(AdapterRecord):
-            if self.provider(adapter) != name:
+        for adapter in list(self._records[AdapterRecord].values()):
+            if not isinstance(adapter, AdapterRecord) or self.provider(adapter) != name:
                 continue
             for record_type, part_name in _needed_parts(adapter):
                 try:

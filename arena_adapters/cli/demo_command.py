@@ -12,8 +12,7 @@ import sys
 
 import torch
 
-from arena_adapters.cli.command import Command
-from arena_adapters.cli.command import positive_int
+from arena_adapters.cli.command import Command, positive_int
 from arena_adapters.cli.eval_command import add_output_arguments, finish, progress_display, report_path_for
 from arena_adapters.envs.reach_serving import SERVED_EXPERTS
 from arena_adapters.evaluation.demo import run_demo

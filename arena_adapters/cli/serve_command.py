@@ -9,7 +9,7 @@ from arena_adapters.cli.command import Command, parse_option_flags, port_number
 from arena_adapters.errors import ConfigError
 from arena_adapters.importing import import_object
 from arena_adapters.options import resolve_options
-from arena_adapters.plugins import default_registry
+from arena_adapters.plugins import FIRST_PARTY_DISTRIBUTIONS, PluginRegistry, default_registry
 from arena_adapters.records import ReferenceServerRecord
 
 _FIXED = ("policy", "host", "port")
@@ -36,7 +36,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     policy = import_object(args.policy) if args.policy else None
     if args.port is not None:
         options["port"] = args.port
-    server = record.factory(policy=policy, host=args.host, **options)
+    try:
+        server = record.factory(policy=policy, host=args.host, **options)
+    except ImportError as exc:  # a server library the core extra or the plugin did not install
+        raise ConfigError(missing_server_dependency(registry, adapter.name, exc)) from exc
     print(f"serving {adapter.name} on {server.endpoint} (Ctrl-C to stop)", flush=True)
     try:
         server.wait()
@@ -45,6 +48,17 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     finally:
         server.stop()
     return 0
+
+
+def missing_server_dependency(registry: PluginRegistry, adapter: str, error: ImportError) -> str:
+    """What to say when a reference server cannot import one of its libraries."""
+    module = error.name or str(error)
+    if adapter in FIRST_PARTY_DISTRIBUTIONS:
+        fix = f"pip install 'arena-adapters[{adapter}]'"
+    else:
+        info = registry.plugins().get(adapter)
+        fix = f"install the server dependencies of {info.distribution if info else adapter!r}"
+    return f"the {adapter} reference server needs the module {module!r}, which is not installed: {fix}"
 
 
 COMMAND = Command("serve", "run an adapter's reference server", add_arguments, run, takes_extra=True)

@@ -14,7 +14,7 @@ import requests
 import torch
 from arena_adapters_openvla.server import ReferenceServer, resolve_policy, start_reference_server
 
-from arena_adapters.errors import ConfigError
+from arena_adapters.errors import ConfigError, TransportError
 
 ServerFactory = Callable[..., ReferenceServer]
 IMAGE = (np.arange(224 * 224 * 3) % 251).astype(np.uint8).reshape(224, 224, 3)
@@ -99,8 +99,8 @@ def test_stop_is_idempotent_and_frees_the_port() -> None:
         pass
 
 
-def test_a_busy_port_is_a_config_error(openvla_server: ReferenceServer) -> None:
-    with pytest.raises(ConfigError, match="cannot listen"):
+def test_a_busy_port_is_a_transport_error(openvla_server: ReferenceServer) -> None:
+    with pytest.raises(TransportError, match="cannot bind"):
         start_reference_server(port=openvla_server.port)
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import zmq
 
-from arena_adapters.errors import TransportError
+from arena_adapters.binding import bind_error
 from arena_adapters.importing import import_object
 from arena_adapters_gr00t import protocol
 from arena_adapters_gr00t.codec import decode, encode
@@ -171,7 +171,7 @@ class ReferenceServer:
             sock.close(linger=0)
             self._context.term()
             self._context = None
-            raise TransportError(f"GR00T reference server cannot bind {address}: {exc}") from exc
+            raise bind_error("GR00T reference server", address, exc) from exc
         self._socket = sock
         self._endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._running = True

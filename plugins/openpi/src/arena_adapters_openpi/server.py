@@ -42,6 +42,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from arena_adapters.binding import BIND_ERRORS, bind_error
 from arena_adapters.errors import ConfigError
 from arena_adapters.importing import import_object
 from arena_adapters_openpi.builtin_policy import EchoStatePolicy
@@ -146,11 +147,14 @@ class ReferenceServer:
         """Start serving in a background thread; return once the port is listening.
 
         Raises:
-            OSError: the port could not be bound.
+            TransportError: the port could not be bound.
         """
         self._thread.start()
         if not self._ready.wait(_START_TIMEOUT_S):
             raise TimeoutError(f"openpi reference server did not start within {_START_TIMEOUT_S} s")
+        if isinstance(self._start_error, BIND_ERRORS):
+            error = self._start_error
+            raise bind_error("openpi reference server", f"{self.host}:{self.port}", error) from error
         if self._start_error is not None:
             raise self._start_error
         return self

@@ -35,7 +35,8 @@ from typing import Any
 
 import torch
 
-from arena_adapters.errors import ConfigError
+from arena_adapters.binding import BIND_ERRORS, bind_error
+from arena_adapters.errors import ConfigError, TransportError
 from arena_adapters.importing import import_object
 from arena_adapters_openvla import codec
 from arena_adapters_openvla.dummy_policy import DummyOftPolicy, DummyOpenVlaPolicy
@@ -225,10 +226,10 @@ class ReferenceServer:
         while not self._server.started:
             if not self._thread.is_alive():
                 self._socket.close()
-                raise RuntimeError(f"the OpenVLA reference server on {self.endpoint} failed to start")
+                raise TransportError(f"the OpenVLA reference server on {self.endpoint} failed to start")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the OpenVLA reference server on {self.endpoint} did not start in {timeout} s")
+                raise TransportError(f"the OpenVLA reference server on {self.endpoint} did not start in {timeout} s")
             time.sleep(0.005)
 
     def stop(self) -> None:
@@ -284,14 +285,17 @@ def start_reference_server(
     fn = resolve_policy(policy, variant=variant, chunk_size=chunk_size, action_dim=action_dim)
     if port is None:
         port = OFT_PORT if variant == "oft" else OPENVLA_PORT
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except BIND_ERRORS as exc:
+        raise bind_error("OpenVLA reference server", f"{host}:{port}", exc) from exc
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
-    except OSError as exc:
+    except BIND_ERRORS as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from exc
+        raise bind_error("OpenVLA reference server", f"{host}:{port}", exc) from exc
     server = ReferenceServer(create_app(fn), sock, host, access_log=access_log, log_level=log_level)
     server.start()
     return server
