@@ -403,11 +403,11 @@ class PluginRegistry:
 
 
 def _needed_parts(adapter: AdapterRecord) -> list[tuple[type[PartRecord], str]]:
-    """Every part an adapter names: its three parts, its reference server and its probe."""
+    """Every part an adapter names, transport first, then its translators, reference server and probe."""
     from arena_adapters.policy import PART_ROLES  # policy imports this module
 
     needed: list[tuple[type[PartRecord], str]] = [
-        (PART_ROLES[role], part) for role, part in adapter.part_names().items()
+        (record_type, adapter.part_names()[role]) for role, record_type in PART_ROLES.items()
     ]
     if adapter.reference_server:
         needed.append((ReferenceServerRecord, adapter.reference_server))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
+import sysconfig
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,3 +217,74 @@ def test_reset_reaches_the_transport(install_plugin) -> None:
     assert policy.scheduler is not None
     assert policy.scheduler.due_envs().tolist() == [0, 1, 2, 3]
     assert isinstance(resets[0], np.ndarray)
+
+
+GR00T_ROBOT_PLUGIN = """
+from arena_adapters import hookimpl
+from arena_adapters.records import AdapterRecord
+
+@hookimpl
+def register_adapters(register):
+    register(AdapterRecord(name="franka", protocol="gr00t", transport="gr00t.zmq",
+                           observation_translator="gr00t.droid", action_translator="gr00t.droid"))
+"""
+
+
+def test_a_plugin_whose_parts_come_from_a_missing_plugin_is_not_loadable(install_plugin, monkeypatch, capsys) -> None:
+    from arena_adapters import plugins
+    from arena_adapters.cli import main
+
+    install_plugin("robotx-adapters", ROBOT_PLUGIN, {"robotx": "{module}"})  # reuses toy.* parts; toy is absent
+    registry = PluginRegistry()
+    with pytest.raises(PluginError, match=r"adapter 'robotx' cannot be loaded: unknown Transport 'toy.echo'.*"
+                                          r"no installed plugin is named 'toy'"):
+        registry.check_dependencies("robotx")
+    assert registry.status("robotx").startswith("not loadable: unknown Transport 'toy.echo'")
+    monkeypatch.setattr(plugins, "_default_registry", None)
+    assert main(["list"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("robotx "))
+    assert "robotx-adapters" in row and "not loadable: unknown Transport 'toy.echo'" in row
+
+
+def _path_without(tmp_path: Path, hidden: tuple[str, ...]) -> list[str]:
+    """``sys.path`` as if the distributions ``hidden`` were never installed: site-packages is replaced
+    by a directory of symlinks to all its other entries, and folders holding their metadata (an
+    editable install's ``src/*.egg-info``) are left out."""
+    site = tmp_path / "site-without"
+    site.mkdir()
+    real = Path(sysconfig.get_paths()["purelib"])
+    prefixes = tuple(name.replace("-", "_") + suffix for name in hidden for suffix in ("-", "."))
+    for entry in real.iterdir():
+        if not entry.name.removeprefix("__editable__.").startswith(prefixes):
+            (site / entry.name).symlink_to(entry)
+    path = []
+    for entry in sys.path:
+        if Path(entry) == real:
+            path.append(str(site))
+        elif not (Path(entry).is_dir() and any(child.name.startswith(prefixes) for child in Path(entry).iterdir())):
+            path.append(entry)
+    return path
+
+
+def test_a_missing_first_party_plugin_is_named_with_its_pip_install(install_plugin, tmp_path: Path, monkeypatch,
+                                                                     capsys) -> None:
+    from arena_adapters import plugins
+    from arena_adapters.cli import main
+
+    install_plugin("franka-adapters", GR00T_ROBOT_PLUGIN, {"franka": "{module}"})
+    monkeypatch.setattr(sys, "path", _path_without(tmp_path, ("arena-adapters-gr00t", "arena-adapters-openpi")))
+    importlib.invalidate_caches()
+    monkeypatch.setattr(plugins, "_default_registry", None)
+
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert sorted(line.split()[0] for line in listing[1:]) == ["franka", "local", "openvla"], "gr00t, openpi hidden"
+    franka = next(line for line in listing if line.startswith("franka "))
+    assert "not loadable: Transport 'gr00t.zmq' comes from plugin 'gr00t', which is not installed" in franka
+    assert "pip install arena-adapters-gr00t" in franka
+    assert main(["info", "franka"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "pip install arena-adapters-gr00t" in captured.err
+    assert main(["info", "openpi"]) == 2
+    assert ("unknown adapter 'openpi': its plugin is not installed; install it with: pip install arena-adapters-openpi"
+            in capsys.readouterr().err)

@@ -18,17 +18,17 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     registry = default_registry()
     adapter = registry.adapter(args.name)
     info = registry.plugins().get(registry.provider(adapter))
+    parts: list[PartRecord] = [registry.part(kind, getattr(adapter, role)) for role, kind in PART_ROLES.items()]
+    if adapter.reference_server:
+        parts.append(registry.part(ReferenceServerRecord, adapter.reference_server))
+    if adapter.probe:
+        parts.append(registry.part(ProbeRecord, adapter.probe))
     print(f"{adapter.name}: {adapter.description}")
     if info is not None:
         print(f"  distribution: {info.distribution} {info.version} (module {info.module})")
     print(f"  protocol: {adapter.protocol or '?'}")
     if adapter.defaults:
         print(f"  defaults: {dict(adapter.defaults)}")
-    parts: list[PartRecord] = [registry.part(kind, getattr(adapter, role)) for role, kind in PART_ROLES.items()]
-    if adapter.reference_server:
-        parts.append(registry.part(ReferenceServerRecord, adapter.reference_server))
-    if adapter.probe:
-        parts.append(registry.part(ProbeRecord, adapter.probe))
     for record in parts:
         print(f"  {record.kind} {record.name!r}: {record.description}")
         for option in record.options:

@@ -1,4 +1,8 @@
-"""``arena-adapters list``: installed adapters with distribution, version, protocol and load status."""
+"""``arena-adapters list``: installed adapters with distribution, version, protocol and load status.
+
+A plugin loads when its module imports and every part its adapters name resolves; one whose parts
+come from a plugin that is not installed is listed as ``not loadable`` with the install that fixes it.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     for name, info in sorted(registry.plugins().items()):
         protocol = "?"
         if not args.no_load and name not in registry.blocked:
+            with contextlib.suppress(PluginError, UnknownAdapterError):
+                registry.check_dependencies(name)  # its status says what is missing and how to install it
             with contextlib.suppress(PluginError, UnknownAdapterError):
                 protocol = registry.adapter(name).protocol or "?"
         rows.append((name, info.distribution, info.version, protocol, registry.status(name)))
