@@ -13,6 +13,7 @@ import torch
 from numpy.typing import NDArray
 
 from arena_adapters.envs.base import VectorEnv, task_description_of
+from arena_adapters.errors import ActionError
 from arena_adapters.evaluation.episodes import EpisodeLedger
 from arena_adapters.evaluation.figure import MISSING_MATPLOTLIB, write_figure
 from arena_adapters.evaluation.progress import EvalProgress, ProgressDisplay
@@ -86,8 +87,12 @@ def evaluate(
             policy.pause(np.flatnonzero(~ledger.active))  # envs beyond the budget never count
             if text:
                 policy.set_instruction(text)
+            expected_width = env_action_dim(env)
             while not ledger.done and (max_steps is None or ledger.step < max_steps):
                 actions = policy.get_action(obs)
+                if expected_width is not None:
+                    check_action_width(policy.name, actions, expected_width)
+                    expected_width = None  # the width cannot change after the first step
                 obs, _, terminated, truncated, extras = env.step(actions)
                 ended, success = _finished_and_success(terminated, truncated, extras)
                 finished_ids = np.flatnonzero(ended)
@@ -130,6 +135,34 @@ def evaluate(
     if failure is not None:
         raise failure
     return result
+
+
+def env_action_dim(env: VectorEnv) -> int | None:
+    """The width of the env's actions, when it says: ``action_dim``, Isaac Lab's
+    ``action_manager.total_action_dim``, or a gymnasium ``single_action_space``; else ``None``."""
+    base = getattr(env, "unwrapped", env)
+    width = getattr(base, "action_dim", None)
+    if width is None:
+        width = getattr(getattr(base, "action_manager", None), "total_action_dim", None)
+    if width is None:
+        shape = getattr(getattr(base, "single_action_space", None), "shape", None)
+        width = shape[-1] if shape else None
+    return int(width) if isinstance(width, int) else None
+
+
+def check_action_width(adapter: str, actions: torch.Tensor, expected: int) -> None:
+    """Raise :class:`ActionError` when the policy's actions are not ``expected`` wide.
+
+    The message names the mismatch, both widths and the fix, instead of the env's own error later.
+    """
+    width = int(actions.shape[-1])
+    if width != expected:
+        raise ActionError(
+            f"action width mismatch: adapter {adapter!r} returns {width}-D actions, the environment expects "
+            f"{expected}-D. Set the adapter's action width option where it has one (arena-adapters eval "
+            f"--action-dim {expected}, or action_dim={expected} in load_policy; see 'arena-adapters info "
+            f"{adapter}'), or serve a model made for this environment"
+        )
 
 
 def _finished_and_success(

@@ -10,9 +10,11 @@ Point the kit at a plugin by subclassing :class:`AdapterContract` in a test modu
 
 or run ``arena-adapters check NAME``. The kit starts the adapter's reference server on loopback
 (port 0), loads the adapter through its entry point with a strict registry, and drives it with the
-adapter record's ``example_observation``. Override :meth:`AdapterContract.start_server` for an adapter
-without a reference server, and :meth:`AdapterContract.make_observation` for one without an example
-observation.
+adapter record's ``example_observation``. An adapter without a reference server whose transport
+calls a Python policy (an option named ``policy``, as the built-in ``local`` adapter's) is checked
+against :class:`~arena_adapters.testing.in_process.InProcessServer` and its example observation.
+Override :meth:`AdapterContract.start_server` for any other adapter without a reference server, and
+:meth:`AdapterContract.make_observation` for one without an example observation.
 
 Beyond the happy path, the contract holds the adapter to the framework's promises: the reference
 server is started with a ``fault_injector`` (see :mod:`arena_adapters.transport.serving`) that turns
@@ -47,8 +49,12 @@ from arena_adapters.options import Option
 from arena_adapters.parts import Observation, ProbeReport, RunningServer
 from arena_adapters.plugins import PluginRegistry
 from arena_adapters.policy import PART_ROLES, Policy, load_policy
-from arena_adapters.records import AdapterRecord, ProbeRecord, ReferenceServerRecord
+from arena_adapters.records import AdapterRecord, ProbeRecord, ReferenceServerRecord, TransportRecord
+from arena_adapters.testing import in_process
 from arena_adapters.transport.serving import ReplyFault
+
+IN_PROCESS_OPTION = "policy"
+"""The transport option that marks an adapter served in process (its value: the policy's ``module:attr``)."""
 
 DEADLINE_SLACK_S = 1.0
 """How much longer than its timeout a failing call may take (thread hand-offs, a loaded CI machine)."""
@@ -141,7 +147,9 @@ class AdapterContract:
         self, registry: PluginRegistry, record: AdapterRecord, faults: FaultSwitch | None = None
     ) -> RunningServer:
         """Start the adapter's reference server on a free loopback port (with ``faults`` as its
-        ``fault_injector`` when given)."""
+        ``fault_injector`` when given), or in process (see above)."""
+        if self._served_in_process(registry, record):
+            return in_process.InProcessServer(fault_injector=faults)
         if not record.reference_server:
             pytest.skip(f"adapter {record.name!r} has no reference server (see test_record_declares_what_check_needs)")
         server_record = registry.part(ReferenceServerRecord, record.reference_server)
@@ -158,6 +166,8 @@ class AdapterContract:
 
     def make_observation(self, record: AdapterRecord, num_envs: int, device: str = "cpu") -> Observation:
         """A valid observation for the adapter's translators."""
+        if record.example_observation is None and not record.reference_server:
+            return in_process.example_observation(num_envs, device)  # what the in-process policy reads
         if record.example_observation is None:
             pytest.skip(f"adapter {record.name!r} has no example_observation "
                         "(see test_record_declares_what_check_needs)")
@@ -166,7 +176,9 @@ class AdapterContract:
 
     def load(self, registry: PluginRegistry, endpoint: str, **extra: Any) -> Policy:
         """Load the adapter against ``endpoint``."""
-        options = {self.endpoint_option: endpoint, "execute_steps": self.execute_steps, **self.options, **extra}
+        record = registry.adapter(self.adapter)
+        option = IN_PROCESS_OPTION if self._served_in_process(registry, record) else self.endpoint_option
+        options = {option: endpoint, "execute_steps": self.execute_steps, **self.options, **extra}
         return load_policy(self.adapter, registry=registry, **options)
 
     # ---------------------------------------------------------------------------- fixtures
@@ -220,6 +232,9 @@ class AdapterContract:
         missing = []
         if not record.description:
             missing.append("description='one line for arena-adapters list'")
+        if self._served_in_process(registry, record):  # the kit serves its in-process policy and example
+            assert not missing, f"add to AdapterRecord {record.name!r}: " + "; ".join(missing)
+            return
         if record.example_observation is None:
             missing.append("example_observation=fn(num_envs, device) -> a valid observation "
                            "(arena_adapters.plugin.droid_observation for the DROID layout)")
@@ -374,6 +389,8 @@ class AdapterContract:
     def test_hostile_replies_are_protocol_errors_with_bounded_memory(
         self, registry: PluginRegistry, record: AdapterRecord, faulty_server: RunningServer, faults: FaultSwitch
     ) -> None:
+        if self._served_in_process(registry, record):
+            pytest.skip("an in-process policy has no wire replies to corrupt")
         observation = self.make_observation(record, self.num_envs)
         policy = self.load(registry, faulty_server.endpoint, execute_steps=1, **{self.timeout_option: 5.0})
         try:
@@ -464,6 +481,13 @@ class AdapterContract:
         """The entries of :attr:`options` that a server or probe record declares (e.g. a variant)."""
         names = {option.name for option in declared}
         return {key: value for key, value in self.options.items() if key in names}
+
+    def _served_in_process(self, registry: PluginRegistry, record: AdapterRecord) -> bool:
+        """No reference server, and a transport that calls a Python policy given as an option."""
+        if record.reference_server:
+            return False
+        transport = registry.part(TransportRecord, self.options.get("transport", record.transport))
+        return any(option.name == IN_PROCESS_OPTION for option in transport.options)
 
     def _dead_endpoint(self, registry: PluginRegistry) -> str:
         """The endpoint of a reference server that was started and stopped: nobody listens there."""

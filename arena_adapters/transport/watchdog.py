@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, TypeVar
 
 from arena_adapters.errors import AdapterError, TransportError
@@ -35,13 +36,18 @@ class WatchdogTransport:
         self.name = name
         self._thread = DaemonPool(1, f"arena-adapters-{name}-watchdog")
         self._closed = False
+        self._closing: Future[None] = Future()  # done once closed: ends the waits of calls in flight
 
     def _run(self, function: Callable[[], T], deadline: Deadline | None, what: str) -> T:
         if self._closed:
             raise TransportError(f"{what}: the {self.name} transport is closed")
         deadline = deadline if deadline is not None else Deadline.after(self.timeout)
         try:
-            return wait_for(self._thread.submit(function), deadline, f"{self.name} {what}")
+            future = self._thread.submit(function)
+            wait((future, self._closing), timeout=deadline.remaining(), return_when=FIRST_COMPLETED)
+            if not future.done() and self._closing.done():
+                raise TransportError(f"{self.name} {what}: the transport was closed with the call in flight")
+            return wait_for(future, deadline, f"{self.name} {what}")
         except AdapterError:
             raise
         except Exception as exc:
@@ -74,6 +80,7 @@ class WatchdogTransport:
         """Close ``inner`` (on the calling thread) and let the watchdog thread end. Idempotent."""
         if not self._closed:
             self._closed = True
+            self._closing.set_result(None)
             self._thread.close()
             try:
                 self.inner.close()
