@@ -35,6 +35,18 @@ def find_golden_dir(start: Path | str | None = None) -> Path | None:
     return None
 
 
+def golden_dir_or_skip(start: Path | str | None = None) -> Path:
+    """:func:`find_golden_dir`, or skip the calling test with the reason when the vectors are absent
+    (a fresh clone without ``shared/``): what the ``golden_dir`` fixture returns."""
+    directory = find_golden_dir(start)
+    if directory is None or not (directory / "cases.json").is_file():
+        import pytest
+
+        where = directory if directory is not None else "shared/golden beside the repository"
+        pytest.skip(f"golden vectors not found: {where} has no cases.json (set ${GOLDEN_DIR_ENV} to their folder)")
+    return directory
+
+
 @dataclass(frozen=True)
 class GoldenCase:
     """One golden vector: its ``cases.json`` entry and its bytes."""
