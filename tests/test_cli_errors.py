@@ -124,5 +124,6 @@ def test_check_works_for_the_local_adapter(monkeypatch: pytest.MonkeyPatch, caps
     monkeypatch.delitem(sys.modules, "arena_adapters.testing.check_adapter", raising=False)
     assert main(["check", "local"]) == 0, capsys.readouterr().out
     summary = capsys.readouterr().out.strip().splitlines()[-1]
-    assert re.search(r"\b1[01] passed", summary) and "failed" not in summary and "error" not in summary, summary
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed and int(passed.group(1)) >= 10 and "failed" not in summary and "error" not in summary, summary
     sys.modules.pop("arena_adapters.testing.check_adapter", None)

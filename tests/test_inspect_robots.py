@@ -161,7 +161,7 @@ def test_a_dead_server_is_a_trial_error_with_the_server_url_and_remedy(server: A
     error = log.samples[0].error or ""
     assert log.samples[0].status == "error"
     assert f"could not hold a connection to its action server at {endpoint}" in error
-    assert "did not answer" in error  # the adapter's typed error, then Inspect Robots' hints
+    assert "within 0.5 s" in error  # the adapter's typed timeout, then Inspect Robots' hints
     assert "hint: start the gr00t policy server" in error and "'arena-adapters serve gr00t'" in error
 
 

@@ -121,7 +121,7 @@ class ArenaAdapterPolicy(PolicyBase):
         if observation.instruction and observation.instruction != self.policy.instruction:
             self.policy.set_instruction(observation.instruction)
         env_observation = self.env_observation(observation)
-        latencies = len(self.policy.stats.latencies_s)
+        latencies = self.policy.stats.latency_count
         try:
             rows = [self.policy.get_action(env_observation)]
             assert self.policy.scheduler is not None
@@ -132,7 +132,7 @@ class ArenaAdapterPolicy(PolicyBase):
         self._check_width(actions.shape[1])
         if self.config.action_horizon != len(actions):
             self.config = PolicyConfig(action_horizon=len(actions))
-        measured = self.policy.stats.latencies_s[latencies:]
+        measured = self.policy.stats.latencies_since(latencies)
         return ActionChunk(
             actions=[Action(data=row) for row in actions],
             inference_latency_s=sum(measured) if measured else None,

@@ -44,7 +44,8 @@ class WatchdogTransport:
         deadline = deadline if deadline is not None else Deadline.after(self.timeout)
         try:
             future = self._thread.submit(function)
-            wait((future, self._closing), timeout=deadline.remaining(), return_when=FIRST_COMPLETED)
+            pending: list[Future[Any]] = [future, self._closing]
+            wait(pending, timeout=deadline.remaining(), return_when=FIRST_COMPLETED)
             if not future.done() and self._closing.done():
                 raise TransportError(f"{self.name} {what}: the transport was closed with the call in flight")
             return wait_for(future, deadline, f"{self.name} {what}")
