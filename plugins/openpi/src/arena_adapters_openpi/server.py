@@ -142,6 +142,10 @@ class ReferenceServer:
         self.api_key = api_key or None
         self.limits = DecodeLimits(max_message_bytes=max_message_bytes, max_array_bytes=max_array_bytes,
                                    max_depth=max_depth)
+        if fault_injector is not None and not callable(fault_injector):
+            raise ConfigError(
+                f"option 'fault_injector': expected a function of the reply bytes, got {fault_injector!r}"
+            )
         self.fault_injector = fault_injector
         if infer_in_thread and workers < 1:
             raise ConfigError(f"option 'workers': expected an int >= 1, got {workers!r}")
