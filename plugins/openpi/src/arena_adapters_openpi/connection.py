@@ -192,8 +192,6 @@ class WebsocketConnection:
     def _closed_error(self, exc: ConnectionClosed, *, sent: bool) -> AdapterError:
         if self._aborted:
             return TransportError(f"openpi server {self.endpoint}: the request was aborted (transport closed)")
-        if isinstance(exc.__cause__, TimeoutError):
-            return TransportTimeout(f"openpi server {self.endpoint}: sending the observation timed out")
         ours = exc.sent if exc.rcvd is None else None
         if ours is not None and ours.code == MESSAGE_TOO_BIG:
             return ProtocolError(
@@ -206,6 +204,8 @@ class WebsocketConnection:
                 f"{self.settings.keepalive_timeout} s; the server may be busy in a long inference: raise "
                 "keepalive_timeout or timeout)",
             )
+        if not sent and isinstance(exc.__cause__, TimeoutError):
+            return TransportTimeout(f"openpi server {self.endpoint}: sending the observation timed out")
         return TransportError(
             f"openpi server {self.endpoint}: connection lost: {_describe_close(exc)}",
             retryable=not sent,
