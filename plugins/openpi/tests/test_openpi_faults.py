@@ -150,7 +150,7 @@ def test_wrong_shape_and_nan_actions_through_the_policy(server_factory: ServerFa
 
 
 def test_a_server_killed_mid_request_then_restarted(server_factory: ServerFactory, transports: Any) -> None:
-    server = server_factory(infer_in_thread=True, delay=2.0)
+    server = server_factory(infer_in_thread=True, delay=1.0)
     transport = transports(server.endpoint, timeout=5.0)
     killer = threading.Timer(0.3, server.stop)
     killer.start()
