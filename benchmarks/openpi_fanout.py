@@ -7,7 +7,8 @@ off across server replicas, or with a server that runs inference off its loop. S
 
 - ``1 server, faithful``: our reference server as upstream behaves (inference on the event loop);
 - ``1 server, infer_in_thread``: the same server with a 16-thread inference pool;
-- ``4 replicas`` / ``16 replicas``: faithful servers, our client spreading envs over all endpoints.
+- ``4 replicas`` / ``16 replicas``: faithful servers, envs spread over one transport per endpoint
+  (contiguous env groups in parallel, as the core's replica routing in ``Policy`` does).
 
 For each: wall time of one multi-env query (16 DROID observations, 224x224 images) with our
 transport (``max_concurrency=16``), with our transport one after another (``max_concurrency=1``),
@@ -30,13 +31,14 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from arena_adapters_openpi.examples import droid_observation
 from arena_adapters_openpi.observations import layout_of, synthetic_request
 from arena_adapters_openpi.server import ReferenceServer, start_server
 from arena_adapters_openpi.transport import WebsocketTransport
 from openpi_client.websocket_client_policy import WebsocketClientPolicy
 
 from arena_adapters import load_policy
+from arena_adapters.examples import droid_observation
+from arena_adapters.transport import DaemonPool, Deadline, fan_out
 
 NUM_ENVS = 16
 
@@ -56,9 +58,25 @@ def timed_ms(query: Callable[[], Any], queries: int) -> tuple[float, float]:
 Query = tuple[Callable[[], Any], Callable[[], None]]
 
 
-def ours(endpoints: str, concurrency: int, requests: list[dict[str, Any]]) -> Query:
-    transport = WebsocketTransport(endpoints, timeout=30.0, max_concurrency=concurrency)
-    return (lambda: transport.infer(requests)), transport.close
+def ours(endpoints: list[str], concurrency: int, requests: list[dict[str, Any]]) -> Query:
+    """One transport per replica endpoint; each takes a contiguous group of the envs."""
+    transports = [WebsocketTransport(e, timeout=30.0, max_concurrency=concurrency) for e in endpoints]
+    if len(transports) == 1:
+        return (lambda: transports[0].infer(requests)), transports[0].close
+    size = -(-len(requests) // len(transports))
+    groups = [requests[i * size:(i + 1) * size] for i in range(len(transports))]
+    threads = DaemonPool(len(transports), "bench-replicas")
+
+    def query() -> Any:
+        calls = [lambda t=t, g=g: t.infer(g) for t, g in zip(transports, groups, strict=True)]
+        return fan_out(threads, calls, Deadline.after(30.0), "benchmark query")
+
+    def close() -> None:
+        threads.close()
+        for transport in transports:
+            transport.close()
+
+    return query, close
 
 
 def upstream_loop(endpoint: str, requests: list[dict[str, Any]]) -> Query:
@@ -89,7 +107,7 @@ def main() -> None:
     print(f"{'server(s)':<28}{'ours concurrent':>18}{'ours one-by-one':>18}{'upstream loop':>16}{'speed-up':>10}")
     try:
         for name, group in scenarios:
-            endpoints = ",".join(s.endpoint for s in group)
+            endpoints = [s.endpoint for s in group]
             cells: dict[str, tuple[float, float]] = {}
             for label, (query, close) in (
                 ("concurrent", ours(endpoints, NUM_ENVS, requests)),

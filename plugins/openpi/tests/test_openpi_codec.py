@@ -120,9 +120,9 @@ def test_decoder_checks_shape_against_data(shape: list[Any], data: bytes) -> Non
 def test_decoder_limits_message_and_array_sizes() -> None:
     payload = encode({"a": np.zeros(1000, np.uint8)})
     with pytest.raises(ProtocolError, match="max_message_bytes"):
-        decode(payload, DecodeLimits(max_message_bytes=500, max_array_bytes=None))
+        decode(payload, DecodeLimits(max_message_bytes=500, max_array_bytes=2**30))
     with pytest.raises(ProtocolError, match="max_array_bytes"):
-        decode(payload, DecodeLimits(max_message_bytes=None, max_array_bytes=999))
+        decode(payload, DecodeLimits(max_message_bytes=2**30, max_array_bytes=999))
     assert decode(payload, DecodeLimits(max_message_bytes=len(payload), max_array_bytes=1000))["a"].shape == (1000,)
 
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 from arena_adapters_openpi.actions import OpenpiActions
-from arena_adapters_openpi.examples import aloha_observation, droid_observation, libero_observation
+from arena_adapters_openpi.examples import aloha_observation, libero_observation
 from arena_adapters_openpi.observations import OpenpiObservations
 from openpi_client import image_tools
 
 from arena_adapters.errors import ActionError, ConfigError, ObservationError
+from arena_adapters.examples import droid_observation
 from arena_adapters.parts import Query
 
 
@@ -29,7 +30,7 @@ def upstream_resized(images: torch.Tensor) -> np.ndarray:
 # ---------------------------------------------------------------------------------- DROID
 
 def test_droid_request_has_upstream_keys_order_dtypes_and_values() -> None:
-    obs = droid_observation(3, seed=1)
+    obs = droid_observation(3)
     requests = OpenpiObservations().translate(obs, make_query(3, instruction="pick up the cup"))
     assert len(requests) == 3
     for env, request in enumerate(requests):
@@ -49,7 +50,7 @@ def test_droid_request_has_upstream_keys_order_dtypes_and_values() -> None:
 
 
 def test_only_queried_rows_are_sent_in_env_order() -> None:
-    obs = droid_observation(6, seed=2)
+    obs = droid_observation(6)
     requests = OpenpiObservations().translate(obs, make_query(6, [1, 4]))
     assert [r["observation/joint_position"][0] for r in requests] == [
         pytest.approx(float(obs["policy"]["joint_pos"][i, 0])) for i in (1, 4)]
@@ -71,7 +72,7 @@ def test_resize_with_pad_matches_openpi_image_tools_within_one_level(height: int
 
 
 def test_rgba_and_float_cameras_are_accepted() -> None:
-    obs = droid_observation(2, seed=3, height=224, width=224)
+    obs = droid_observation(2, height=224, width=224)
     rgb = obs["camera_obs"]["external_camera_rgb"]
     obs["camera_obs"]["external_camera_rgb"] = torch.cat([rgb, torch.full_like(rgb[..., :1], 255)], dim=-1)
     obs["camera_obs"]["wrist_camera_rgb"] = obs["camera_obs"]["wrist_camera_rgb"].float() / 255.0
@@ -82,14 +83,14 @@ def test_rgba_and_float_cameras_are_accepted() -> None:
 
 
 def test_state_dtype_and_image_size_options() -> None:
-    obs = droid_observation(1, seed=4)
+    obs = droid_observation(1)
     request = OpenpiObservations(state_dtype="float32", image_size=0).translate(obs, make_query(1))[0]
     assert request["observation/joint_position"].dtype == np.float32
     assert request["observation/wrist_image_left"].shape == (180, 320, 3)
 
 
 def test_paths_option_remaps_fields_as_map_or_text() -> None:
-    obs = droid_observation(2, seed=5)
+    obs = droid_observation(2)
     remapped = {"cams": {"front": obs["camera_obs"]["external_camera_rgb"]}, "q": obs["policy"]["joint_pos"],
                 "g": obs["policy"]["gripper_pos"], "camera_obs": {"wrist_camera_rgb": obs["camera_obs"]["wrist_camera_rgb"]}}
     expected = OpenpiObservations().translate(obs, make_query(2))

@@ -89,21 +89,27 @@ def test_max_concurrency_one_sends_one_after_another(server_factory: ServerFacto
     assert server.max_in_flight == 1
 
 
-def test_replicas_share_the_envs(server_factory: ServerFactory, transports: Any) -> None:
+def test_replicas_share_the_envs_through_the_core(server_factory: ServerFactory) -> None:
+    from arena_adapters import load_policy
+    from arena_adapters.examples import droid_observation
+
     servers = [server_factory(), server_factory()]
-    transport = transports(",".join(s.endpoint for s in servers), max_concurrency=8)
-    replies = transport.infer([droid_request(float(e)) for e in range(16)])
-    assert [float(r["actions"][0, 0]) for r in replies] == [float(e) for e in range(16)]
+    with load_policy("openpi", endpoint=",".join(s.endpoint for s in servers), max_concurrency=8) as policy:
+        assert policy.get_action(droid_observation(16)).shape == (16, 8)
+        policy.connect()
+        assert [str(t.endpoint) for t in policy.replicas.transports] == [s.endpoint for s in servers]
     assert [s.requests for s in servers] == [8, 8]
-    assert set(transport.metadata_by_endpoint()) == {s.endpoint for s in servers}
 
 
-def test_a_dead_replica_is_skipped(server_factory: ServerFactory, transports: Any) -> None:
+def test_a_dead_replica_is_skipped_by_the_core(server_factory: ServerFactory) -> None:
+    from arena_adapters import load_policy
+    from arena_adapters.examples import droid_observation
+
     alive, dead = server_factory(), server_factory()
     dead.stop()
-    transport = transports(f"{dead.endpoint},{alive.endpoint}", reconnect_attempts=1)
-    replies = transport.infer([droid_request(float(e)) for e in range(4)])
-    assert len(replies) == 4 and alive.requests == 4
+    with load_policy("openpi", endpoint=f"{dead.endpoint},{alive.endpoint}", retry_attempts=1) as policy:
+        assert policy.get_action(droid_observation(4)).shape == (4, 8)
+    assert alive.requests == 4
 
 
 def test_server_traceback_is_a_server_error_and_the_next_call_reconnects(
@@ -135,7 +141,7 @@ def test_one_failing_env_names_its_index_and_others_recover(server_factory: Serv
 
 def test_server_stopped_then_restarted_on_the_same_port(server_factory: ServerFactory, transports: Any) -> None:
     server = server_factory()
-    transport = transports(server.endpoint, reconnect_attempts=2, reconnect_backoff=0.01)
+    transport = transports(server.endpoint, retry_attempts=2, retry_backoff=0.01)
     assert transport.infer(droid_request(1.0))["actions"][0, 0] == 1.0
     server.stop()
     with pytest.raises(TransportError, match="refused") as raised:
@@ -150,7 +156,7 @@ def test_an_idle_connection_closed_by_a_restart_is_retried_transparently(
     server_factory: ServerFactory, transports: Any
 ) -> None:
     server = server_factory()
-    transport = transports(server.endpoint, reconnect_attempts=2)
+    transport = transports(server.endpoint, retry_attempts=2)
     transport.infer(droid_request())
     server.stop()
     restarted = server_factory(port=server.port)
@@ -183,7 +189,7 @@ def test_a_silent_listener_is_a_connect_timeout(transports: Any) -> None:
 def test_refused_connection_is_a_transport_error(transports: Any) -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
-    transport = transports(f"ws://127.0.0.1:{port}", reconnect_attempts=1)
+    transport = transports(f"ws://127.0.0.1:{port}", retry_attempts=1)
     with pytest.raises(TransportError, match="refused"):
         transport.connect()
     assert not transport.health().ok
@@ -285,13 +291,12 @@ def test_bad_options_are_config_errors(options: dict[str, Any], expected: str) -
     ("ws://127.0.0.1:8000", "ws://127.0.0.1:8000", 8000),
     ("127.0.0.1:9000", "ws://127.0.0.1:9000", 9000),
     ("localhost", "ws://localhost:8000", 8000),
-    ("wss://example.org/policy", "wss://example.org:443/policy", 443),
+    ("wss://example.org:8443/policy", "wss://example.org:8443/policy", 8443),
     ("ws://[::1]:8001", "ws://[::1]:8001", 8001),
 ])
 def test_endpoint_forms(text: str, url: str, port: int) -> None:
-    from arena_adapters_openpi.endpoints import parse_endpoints
+    from arena_adapters_openpi.health import health_url
 
-    (endpoint,) = parse_endpoints(text)
-    assert (endpoint.url, endpoint.port) == (url, port)
-    assert endpoint.health_url.endswith(f":{port}/healthz")
-    assert len(parse_endpoints(f"{text}, {text},127.0.0.2:1")) == 2
+    with WebsocketTransport(text) as transport:
+        assert (transport.endpoint.url, transport.endpoint.port) == (url, port)
+        assert health_url(transport.endpoint).endswith(f":{port}/healthz")

@@ -11,9 +11,10 @@ the reference server ``openpi.server`` (:func:`start_server`) and the probe ``op
 
 from __future__ import annotations
 
+from arena_adapters.transport import DecodeLimits
 from arena_adapters_openpi.actions import OpenpiActions
 from arena_adapters_openpi.builtin_policy import EchoStatePolicy
-from arena_adapters_openpi.codec import DecodeLimits, decode, encode
+from arena_adapters_openpi.codec import decode, encode
 from arena_adapters_openpi.observations import OpenpiObservations, synthetic_request
 from arena_adapters_openpi.probe import probe_server
 from arena_adapters_openpi.server import ReferenceServer, start_server

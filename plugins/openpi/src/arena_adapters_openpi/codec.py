@@ -12,19 +12,19 @@ Byte-compatible with ``openpi_client.msgpack_numpy`` (see PROTOCOLS.md section 2
 
 Decoding never uses pickle: arrays are read-only, zero-copy views of the received bytes, built only
 for plain numeric, bool, string and datetime dtypes, and only after the shape, the dtype and the
-byte count were checked against :class:`DecodeLimits`.
+byte count were checked against the core's :class:`~arena_adapters.transport.DecodeLimits`.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import numpy as np
 
 from arena_adapters.errors import ProtocolError
+from arena_adapters.transport import DecodeLimits
 
 ARRAY_MARKER = b"__ndarray__"
 SCALAR_MARKER = b"__npgeneric__"
@@ -32,28 +32,13 @@ REFUSED_KINDS = frozenset("VOc")
 """dtype kinds neither side accepts: structured/void, object, complex."""
 DECODABLE_KINDS = frozenset("biufSUmM")
 """dtype kinds the decoder builds arrays of."""
-MAX_NDIM = 32
 
 
 class EncodeError(ProtocolError, TypeError):
     """A value cannot be written in the openpi wire format."""
 
 
-@dataclass(frozen=True)
-class DecodeLimits:
-    """Bounds that keep a malformed or hostile message from exhausting memory.
-
-    Attributes:
-        max_message_bytes: the largest message accepted (``None``: no limit).
-        max_array_bytes: the largest single array payload accepted (``None``: no limit).
-    """
-
-    max_message_bytes: int | None = 256 * 2**20
-    max_array_bytes: int | None = 256 * 2**20
-
-
 DEFAULT_LIMITS = DecodeLimits()
-UNLIMITED = DecodeLimits(None, None)
 
 
 def _encode_numpy(value: Any) -> Any:
@@ -108,25 +93,15 @@ _DTYPE_CACHE: dict[str | bytes, np.dtype[Any]] = {}
 _DTYPE_CACHE_SIZE = 256
 
 
-def _parse_dtype(text: str | bytes) -> np.dtype[Any]:
-    if isinstance(text, bytes):
-        text = text.decode("ascii")
-    dtype = np.dtype(text)
-    if dtype.kind not in DECODABLE_KINDS or dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
-        raise ValueError(f"dtype {text!r} (kind {dtype.kind!r}) is not accepted")
-    return dtype
-
-
-def _checked_dtype(text: Any) -> np.dtype[Any]:
+def _checked_dtype(text: Any, limits: DecodeLimits) -> np.dtype[Any]:
     cached = _DTYPE_CACHE.get(text) if isinstance(text, (str, bytes)) else None
     if cached is not None:
         return cached
-    if not isinstance(text, (str, bytes)) or len(text) > 64:
+    if not isinstance(text, (str, bytes)):
         raise ProtocolError(f"openpi array: dtype must be a short str, got {type(text).__name__}")
-    try:
-        dtype = _parse_dtype(text)
-    except (TypeError, ValueError, UnicodeDecodeError, SyntaxError) as exc:
-        raise ProtocolError(f"openpi array: unacceptable dtype {text!r}: {exc}") from None
+    dtype = limits.dtype(text, "openpi array")
+    if dtype.kind not in DECODABLE_KINDS:
+        raise ProtocolError(f"openpi array: dtype {dtype.str!r} is not accepted (complex)")
     if len(_DTYPE_CACHE) < _DTYPE_CACHE_SIZE:
         _DTYPE_CACHE[text] = dtype
     return dtype
@@ -137,34 +112,39 @@ def _decode_array(node: dict[Any, Any], limits: DecodeLimits) -> np.ndarray[Any,
         data, dtype_text, shape = node[b"data"], node[b"dtype"], node[b"shape"]
     except KeyError as exc:
         raise ProtocolError(f"openpi array map lacks key {exc.args[0]!r}: has {list(node)}") from None
-    dtype = _checked_dtype(dtype_text)
+    dtype = _checked_dtype(dtype_text, limits)
     if type(data) is not bytes:
         raise ProtocolError(f"openpi array: data must be bin, got {type(data).__name__}")
-    if type(shape) is not list or len(shape) > MAX_NDIM:
-        raise ProtocolError(f"openpi array: shape must be a list of at most {MAX_NDIM} ints, got {shape!r}")
+    if type(shape) is not list or len(shape) > limits.max_ndim:
+        raise ProtocolError(
+            f"openpi array: shape must be a list of at most {limits.max_ndim} ints, got {_excerpt(shape)}"
+        )
     count = 1
     for size in shape:
         if type(size) is not int or size < 0:
-            raise ProtocolError(f"openpi array: shape must hold ints >= 0, got {shape!r}")
+            raise ProtocolError(f"openpi array: shape must hold ints >= 0, got {_excerpt(shape)}")
         count *= size
     expected = count * dtype.itemsize
     if expected != len(data):
         raise ProtocolError(
             f"openpi array: {dtype.str} {tuple(shape)} needs {expected} bytes of data, got {len(data)}"
         )
-    if limits.max_array_bytes is not None and expected > limits.max_array_bytes:
+    if expected > limits.max_array_bytes:
         raise ProtocolError(f"openpi array of {expected} bytes exceeds max_array_bytes={limits.max_array_bytes}")
     return np.frombuffer(data, dtype).reshape(shape)
 
 
-def _decode_scalar(node: dict[Any, Any]) -> np.generic:
+def _decode_scalar(node: dict[Any, Any], limits: DecodeLimits) -> np.generic:
     try:
         data, dtype_text = node[b"data"], node[b"dtype"]
     except KeyError as exc:
         raise ProtocolError(f"openpi scalar map lacks key {exc.args[0]!r}: has {list(node)}") from None
-    dtype = _checked_dtype(dtype_text)
+    dtype = _checked_dtype(dtype_text, limits)
     if not isinstance(data, (bool, int, float, str, bytes)):
         raise ProtocolError(f"openpi scalar: data must be a number, str or bin, got {type(data).__name__}")
+    if dtype.kind in "SU" and not isinstance(data, (str, bytes)):
+        # np.bytes_(n) would allocate n zero bytes: a 37-byte message must not cost gigabytes.
+        raise ProtocolError(f"openpi scalar: a {dtype.str} scalar needs str or bin data, got {type(data).__name__}")
     try:
         return dtype.type(data)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as exc:
@@ -176,7 +156,7 @@ def _object_hook(limits: DecodeLimits) -> Any:
         if ARRAY_MARKER in node:
             return _decode_array(node, limits)
         if SCALAR_MARKER in node:
-            return _decode_scalar(node)
+            return _decode_scalar(node, limits)
         return node
 
     return hook
@@ -193,10 +173,7 @@ def decode(data: bytes | bytearray | memoryview | str, limits: DecodeLimits = DE
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ProtocolError(f"openpi message: expected binary data, got {type(data).__name__}")
-    if limits.max_message_bytes is not None and len(data) > limits.max_message_bytes:
-        raise ProtocolError(
-            f"openpi message of {len(data)} bytes exceeds max_message_bytes={limits.max_message_bytes}"
-        )
+    limits.check_message(len(data), "openpi message")
     hook = _DEFAULT_HOOK if limits is DEFAULT_LIMITS else _object_hook(limits)
     try:
         return msgpack.unpackb(data, object_hook=hook, raw=False)
@@ -204,3 +181,8 @@ def decode(data: bytes | bytearray | memoryview | str, limits: DecodeLimits = DE
         raise
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
         raise ProtocolError(f"openpi message is not valid msgpack: {type(exc).__name__}: {exc}") from None
+
+
+def _excerpt(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

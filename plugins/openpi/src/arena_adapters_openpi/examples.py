@@ -1,4 +1,7 @@
-"""Example Isaac Lab style observations for the openpi translators (tests, demos, the conformance kit)."""
+"""LIBERO and ALOHA style example observations for the openpi translators (tests, benchmarks).
+
+The DROID example is the core's: :func:`arena_adapters.examples.droid_observation`.
+"""
 
 from __future__ import annotations
 
@@ -14,25 +17,6 @@ def _images(generator: torch.Generator, num_envs: int, height: int, width: int, 
 
 def _floats(generator: torch.Generator, num_envs: int, dim: int, device: str) -> torch.Tensor:
     return (torch.rand((num_envs, dim), generator=generator) * 2 - 1).to(device)
-
-
-def droid_observation(
-    num_envs: int, device: str | torch.device = "cpu", *, seed: int = 0, height: int = 180, width: int = 320
-) -> dict[str, Any]:
-    """An Isaac Lab Arena DROID observation: two uint8 (N, H, W, 3) cameras, ``policy.joint_pos``
-    float32 (N, 7) and ``policy.gripper_pos`` float32 (N, 1), random but reproducible."""
-    generator = torch.Generator().manual_seed(seed)
-    device = str(device)
-    return {
-        "camera_obs": {
-            "external_camera_rgb": _images(generator, num_envs, height, width, device),
-            "wrist_camera_rgb": _images(generator, num_envs, height, width, device),
-        },
-        "policy": {
-            "joint_pos": _floats(generator, num_envs, 7, device),
-            "gripper_pos": (torch.rand((num_envs, 1), generator=generator)).to(device),
-        },
-    }
 
 
 def libero_observation(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from arena_adapters import hookimpl
+from arena_adapters.examples import droid_observation as core_droid_observation
 from arena_adapters.options import Option
 from arena_adapters.records import (
     ActionTranslatorRecord,
@@ -14,40 +15,28 @@ from arena_adapters.records import (
     ReferenceServerRecord,
     TransportRecord,
 )
+from arena_adapters.transport import DEADLINES, RETRY_OPTIONS, limit_options, server_limit_options
 from arena_adapters_openpi.actions import OpenpiActions
-from arena_adapters_openpi.endpoints import DEFAULT_ENDPOINT, DEFAULT_PORT
-from arena_adapters_openpi.examples import droid_observation
 from arena_adapters_openpi.observations import EMBODIMENTS, STATE_WIRE_DTYPES, OpenpiObservations
 from arena_adapters_openpi.probe import probe_server
 from arena_adapters_openpi.server import start_server
-from arena_adapters_openpi.transport import WebsocketTransport
+from arena_adapters_openpi.transport import DEFAULT_ENDPOINT, DEFAULT_PORT, WebsocketTransport
 
 PROTOCOL = "openpi"
 
-
-
-
-
 TRANSPORT_OPTIONS = (
-    Option("endpoint", str, DEFAULT_ENDPOINT, "ws://HOST:PORT of the openpi server; comma-separate replicas"),
-    Option("timeout", float, 30.0, "seconds per inference request, reconnects included",
-           above=0),
-    Option("connect_timeout", float, 10.0, "seconds for connect + handshake + metadata frame",
-           above=0),
-    Option("api_key", str, None, "sent as 'Authorization: Api-Key <key>'"),
-    Option("max_concurrency", int, 16, "env requests in flight at once (connection pool size)",
-           minimum=1),
-    Option("reconnect_attempts", int, 2, "reconnects per request after a refused or stale connection",
-           minimum=0),
-    Option("reconnect_backoff", float, 0.05, "seconds before the first reconnect (doubled each time)",
-           minimum=0),
-    Option("keepalive_interval", float, 20.0, "seconds between keepalive pings (0: none)",
-           minimum=0),
+    Option("endpoint", str, DEFAULT_ENDPOINT, "ws://HOST:PORT (or wss://) of the openpi server; comma-separate "
+           "replicas"),
+    Option("timeout", float, 30.0, "seconds per inference request, resends included", above=0),
+    Option("connect_timeout", float, 10.0, "seconds for connect + handshake + metadata frame", above=0),
+    Option("api_key", str, None, "sent as 'Authorization: Api-Key <key>'", secret=True),
+    Option("max_concurrency", int, 16, "env requests in flight at once (connection pool size)", minimum=1),
+    *RETRY_OPTIONS,
+    Option("keepalive_interval", float, 20.0, "seconds between keepalive pings (0: none)", minimum=0),
     Option("keepalive_timeout", float, None, "seconds to wait for a pong (default: max(20, timeout))"),
-    Option("max_message_bytes", int, 64 * 2**20, "largest reply/metadata frame accepted",
-           minimum=1),
-    Option("max_array_bytes", int, 64 * 2**20, "largest array in a reply accepted",
-           minimum=1),
+    *limit_options(),
+    Option("ca_file", str, None, "PEM file of the CA of a wss:// server's certificate (default: system store)"),
+    Option("verify_tls", bool, True, "check a wss:// server's certificate (turn off only for testing)"),
 )
 
 OBSERVATION_OPTIONS = (
@@ -69,18 +58,30 @@ SERVER_OPTIONS = (
     Option("metadata", object, None, "metadata frame sent on connect: a map or JSON text (default policy.metadata)"),
     Option("infer_in_thread", bool, False, "run inference in a thread pool instead of on the event loop"),
     Option("workers", int, 16, "inference threads with infer_in_thread", minimum=1),
-    Option("api_key", str, None, "reject handshakes without 'Authorization: Api-Key <key>' (stock server: none)"),
+    Option("api_key", str, None, "reject handshakes without 'Authorization: Api-Key <key>' (stock server: none)",
+           secret=True),
     Option("action_horizon", int, 10, "built-in test policy: actions per chunk", minimum=1),
     Option("delay", float, 0.0, "built-in test policy: seconds of simulated inference", minimum=0),
+    *server_limit_options(),
+    Option("fault_injector", object, None, "called with each reply's bytes; its ReplyFault replaces the reply "
+           "(tests, conformance kit)"),
 )
 
 PROBE_OPTIONS = (
     Option("embodiment", str, "droid", "layout of the synthetic observation", choices=EMBODIMENTS),
-    Option("api_key", str, None, "sent as 'Authorization: Api-Key <key>'"),
+    Option("api_key", str, None, "sent as 'Authorization: Api-Key <key>'", secret=True),
     Option("prompt", str, "pick up the cup", "prompt of the synthetic observation"),
     Option("action_dim", int, None, "expected action size (default: the embodiment's 8/7/14)"),
     Option("repeats", int, 3, "extra inferences timed for the warm latency", minimum=0),
+    Option("ca_file", str, None, "PEM file of the CA of a wss:// server's certificate (default: system store)"),
+    Option("verify_tls", bool, True, "check a wss:// server's certificate (turn off only for testing)"),
 )
+
+
+def droid_observation(num_envs: int, device: Any = "cpu") -> dict[str, Any]:
+    """The core's DROID example observation at the cameras' native 180x320 (resized to 224 by the
+    translator, as in Isaac Lab Arena)."""
+    return core_droid_observation(num_envs, device, height=180, width=320)
 
 
 @hookimpl
@@ -91,7 +92,7 @@ def register_transports(register: Any) -> None:
         factory=WebsocketTransport,
         description="openpi WebSocket + msgpack-numpy client; envs fanned out over a connection pool",
         options=TRANSPORT_OPTIONS,
-        capabilities=frozenset({"metadata", "concurrent"}),
+        capabilities=frozenset({"metadata", "concurrent", DEADLINES}),
     ))
 
 

@@ -1,10 +1,18 @@
 """A reference openpi policy server that behaves like upstream ``websocket_policy_server.py``.
 
-Wire behaviour (PROTOCOLS.md section 2): ``websockets`` server without compression or size cap;
+Wire behaviour (PROTOCOLS.md section 2): ``websockets`` server without compression;
 ``GET /healthz`` answers ``200 OK``; on connect the server sends its packed metadata map; then each
 binary frame is one observation and gets one binary reply, the policy's dict plus
 ``server_timing`` (``infer_ms``, and ``prev_total_ms`` from the second request on a connection);
 any exception sends ``traceback.format_exc()`` as a TEXT frame and closes with code 1011.
+
+Unlike upstream, requests are bounded (``max_message_bytes``, 256 MiB by default, is the WebSocket
+frame cap: a larger frame is refused from its header with close code 1009; ``max_array_bytes`` and
+``max_depth`` bound what the decoder builds), and ``api_key`` can require
+``Authorization: Api-Key <key>`` (a handshake without it gets HTTP 401). A ``fault_injector``
+(tests, the conformance kit) is called with each inference reply's bytes and may replace, withhold,
+trickle or drop it (:class:`~arena_adapters.transport.ReplyFault`); the metadata frame is never
+faulted.
 
 The policy may be:
 - an openpi-style policy object with ``infer(obs: dict) -> dict`` (and optionally ``metadata``),
@@ -42,12 +50,20 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from arena_adapters.binding import BIND_ERRORS, bind_error
-from arena_adapters.errors import ConfigError
+from arena_adapters.errors import ConfigError, ProtocolError
 from arena_adapters.importing import import_object
+from arena_adapters.transport import (
+    SERVER_MAX_REQUEST_BYTES,
+    Deadline,
+    DecodeLimits,
+    FaultInjector,
+    ReplyFault,
+    start_failure,
+    wait_ready,
+)
 from arena_adapters_openpi.builtin_policy import EchoStatePolicy
-from arena_adapters_openpi.codec import UNLIMITED, decode, encode
-from arena_adapters_openpi.endpoints import DEFAULT_PORT
+from arena_adapters_openpi.codec import decode, encode
+from arena_adapters_openpi.transport import DEFAULT_PORT, check_depth
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +112,7 @@ class ReferenceServer:
         max_in_flight: the most inferences that ever ran at the same time.
         connections: WebSocket connections opened so far.
         last_headers: the handshake headers of the most recent connection.
+        limits: the bounds on the requests it decodes.
     """
 
     def __init__(
@@ -110,6 +127,10 @@ class ReferenceServer:
         api_key: str | None = None,
         action_horizon: int = 10,
         delay: float = 0.0,
+        max_message_bytes: int = SERVER_MAX_REQUEST_BYTES,
+        max_array_bytes: int = DecodeLimits.max_array_bytes,
+        max_depth: int = DecodeLimits.max_depth,
+        fault_injector: FaultInjector | None = None,
     ) -> None:
         if policy is None:
             policy = EchoStatePolicy(action_horizon=action_horizon, delay=delay)
@@ -119,6 +140,13 @@ class ReferenceServer:
         self.host = host
         self.port = int(port)
         self.api_key = api_key or None
+        self.limits = DecodeLimits(max_message_bytes=max_message_bytes, max_array_bytes=max_array_bytes,
+                                   max_depth=max_depth)
+        if fault_injector is not None and not callable(fault_injector):
+            raise ConfigError(
+                f"option 'fault_injector': expected a function of the reply bytes, got {fault_injector!r}"
+            )
+        self.fault_injector = fault_injector
         if infer_in_thread and workers < 1:
             raise ConfigError(f"option 'workers': expected an int >= 1, got {workers!r}")
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="openpi-infer") if infer_in_thread else None
@@ -147,16 +175,13 @@ class ReferenceServer:
         """Start serving in a background thread; return once the port is listening.
 
         Raises:
-            TransportError: the port could not be bound.
+            TransportError: the port could not be bound, or the server was not ready in time
+                (:func:`~arena_adapters.transport.start_failure`).
         """
         self._thread.start()
-        if not self._ready.wait(_START_TIMEOUT_S):
-            raise TimeoutError(f"openpi reference server did not start within {_START_TIMEOUT_S} s")
-        if isinstance(self._start_error, BIND_ERRORS):
-            error = self._start_error
-            raise bind_error("openpi reference server", f"{self.host}:{self.port}", error) from error
+        wait_ready(self._ready, Deadline.after(_START_TIMEOUT_S), "openpi reference server", self.endpoint)
         if self._start_error is not None:
-            raise self._start_error
+            raise start_failure("openpi reference server", self.endpoint, self._start_error) from self._start_error
         return self
 
     def stop(self) -> None:
@@ -202,7 +227,7 @@ class ReferenceServer:
             self.host,
             self.port,
             compression=None,
-            max_size=None,
+            max_size=self.limits.max_message_bytes,
             process_request=self._process_request,
         ) as server:
             self.port = int(server.sockets[0].getsockname()[1])
@@ -229,7 +254,7 @@ class ReferenceServer:
         while True:
             try:
                 start_time = time.monotonic()
-                obs = decode(await websocket.recv(), UNLIMITED)
+                obs = self.decode_request(await websocket.recv())
                 infer_time = time.monotonic()
                 action = await self._run_policy(obs)
                 infer_time = time.monotonic() - infer_time
@@ -239,7 +264,7 @@ class ReferenceServer:
                 action["server_timing"] = {"infer_ms": infer_time * 1000}
                 if prev_total_time is not None:
                     action["server_timing"]["prev_total_ms"] = prev_total_time * 1000
-                await websocket.send(encode(action))
+                await self._reply(websocket, encode(action))
                 prev_total_time = time.monotonic() - start_time
             except ConnectionClosed:
                 break
@@ -251,6 +276,33 @@ class ReferenceServer:
                 except ConnectionClosed:
                     pass
                 break
+
+    def decode_request(self, data: bytes | str) -> Any:
+        """One request, decoded within :attr:`limits`.
+
+        Raises:
+            ProtocolError: not msgpack-numpy, or beyond the limits (the client gets the traceback
+                and close code 1011, as for any failed request).
+        """
+        if isinstance(data, str):
+            raise ProtocolError("openpi request: expected a binary frame, got text")
+        message = decode(data, self.limits)
+        check_depth(message, self.limits, "openpi request")
+        return message
+
+    async def _reply(self, websocket: ServerConnection, data: bytes) -> None:
+        fault = self.fault_injector(data) if self.fault_injector is not None else None
+        if fault is None:
+            await websocket.send(data)
+        elif fault.kind == "replace":
+            await websocket.send(fault.data)
+        elif fault.kind == "close":
+            websocket.transport.abort()
+            raise ConnectionClosed(None, None)
+        elif fault.kind == "trickle":
+            await _trickle(websocket, fault)
+        elif fault.kind != "silence":
+            raise ConfigError(f"fault_injector: unknown ReplyFault kind {fault.kind!r}")
 
     async def _run_policy(self, obs: Any) -> Any:
         with self._count_lock:
@@ -267,6 +319,22 @@ class ReferenceServer:
                 self.in_flight -= 1
 
 
+async def _trickle(websocket: ServerConnection, fault: ReplyFault) -> None:
+    """Write one binary frame holding ``fault.data`` to the socket a byte every ``interval_s``."""
+    size = len(fault.data)
+    if size < 126:
+        header = bytes([0x82, size])
+    elif size < 2**16:
+        header = bytes([0x82, 126]) + size.to_bytes(2, "big")
+    else:
+        header = bytes([0x82, 127]) + size.to_bytes(8, "big")
+    for byte in header + fault.data:
+        if websocket.transport.is_closing():
+            raise ConnectionClosed(None, None)
+        websocket.transport.write(bytes([byte]))
+        await asyncio.sleep(fault.interval_s)
+
+
 def start_server(
     policy: Any = None,
     host: str = "127.0.0.1",
@@ -281,7 +349,11 @@ def start_server(
         host, port: where to listen (``port=0`` picks a free port).
         options: ``metadata`` (map or JSON text; default ``policy.metadata`` or ``{}``),
             ``infer_in_thread``, ``workers``, ``api_key`` (reject handshakes without
-            ``Authorization: Api-Key <key>``; the stock server has no auth), and for the built-in
-            policy ``action_horizon`` and ``delay``.
+            ``Authorization: Api-Key <key>``; the stock server has no auth), the request limits
+            ``max_message_bytes``, ``max_array_bytes``, ``max_depth``, ``fault_injector``, and for
+            the built-in policy ``action_horizon`` and ``delay``.
+
+    Raises:
+        TransportError: the server cannot listen there (see :meth:`ReferenceServer.start`).
     """
     return ReferenceServer(policy, host, port, **options).start()
