@@ -534,3 +534,56 @@ def test_errors_name_their_context() -> None:
     error = TransportTimeout("no reply").add_context(adapter="gr00t", endpoint="tcp://h:1", request="inference")
     assert str(error) == "no reply [adapter 'gr00t', endpoint tcp://h:1, inference]"
     assert isinstance(ActionError("x"), ValueError) and not ActionError("x").retryable
+
+
+def test_the_pool_starts_a_thread_for_every_concurrent_call() -> None:
+    for _ in range(50):  # the race this guards against showed in about 4 of 10 tries
+        pool = DaemonPool(8, "test")
+        barrier = threading.Barrier(8, timeout=2.0)
+        futures = [pool.submit(barrier.wait) for _ in range(8)]  # all 8 must run at once to pass the barrier
+        for future in futures:
+            wait_for(future, Deadline.after(3.0), "barrier")
+        pool.close()
+
+
+def test_a_failed_fan_out_aborts_and_waits_for_its_siblings() -> None:
+    pool = DaemonPool(3, "test")
+    aborted = threading.Event()
+    started: list[int] = []
+    finished: list[int] = []
+
+    def slow() -> int:
+        started.append(1)
+        aborted.wait(5)
+        finished.append(1)
+        return 1
+
+    def failing() -> int:
+        raise ProtocolError("bad reply")
+
+    with pytest.raises(ProtocolError, match="env request 1 of 3"):
+        fan_out(pool, [slow, failing, slow], Deadline.after(3.0), "test", on_timeout=aborted.set)
+    assert aborted.is_set() and finished == started  # no sibling was still running when the error came out
+    pool.close()
+
+
+def test_stale_pooled_connections_are_replaced_without_a_retry(servers: list[ToyServer]) -> None:
+    server = serve(servers)
+    with ToyTransport(server.endpoint, timeout=2.0, retry=RetryPolicy(attempts=0)) as transport:
+        assert transport.infer({"x": 1}) == {"echo": {"x": 1}}
+        seat = transport._pool._seats[0]
+        assert seat.connection is not None
+        seat.connection.closed = True  # type: ignore[attr-defined]
+        assert transport.infer({"x": 2}) == {"echo": {"x": 2}}
+
+
+def test_per_scheme_default_ports_and_tree_depth() -> None:
+    ports = {"ws": 8000, "wss": 443}
+    assert parse_endpoint("wss://h", schemes=("ws", "wss"), default_port=ports).port == 443
+    assert parse_endpoint("h", schemes=("ws", "wss"), default_port=ports).port == 8000
+    nested: Any = 1
+    for _ in range(100):
+        nested = [nested]
+    with pytest.raises(ProtocolError, match="max_depth"):
+        DecodeLimits(max_depth=64).check_tree_depth(nested)
+    DecodeLimits(max_depth=101).check_tree_depth(nested)

@@ -123,7 +123,7 @@ _OPTION_DEST = "adapter_option__"
 _ARENA_FIXED = ("endpoint",)
 
 
-class AdapterPolicy(ArenaPolicyRuntime, _PolicyBase):  # type: ignore[misc]
+class AdapterPolicy(ArenaPolicyRuntime, _PolicyBase):
     """An arena-adapters :class:`~arena_adapters.Policy` behind Arena's policy interface.
 
     Args:

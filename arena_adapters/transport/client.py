@@ -60,8 +60,8 @@ class ClientTransport(ABC):
     """The protocol's name in messages (``"GR00T"``)."""
     schemes: ClassVar[tuple[str, ...]] = ("tcp",)
     """The URL schemes the protocol accepts, the default first."""
-    default_port: ClassVar[int | None] = None
-    """The port when an endpoint gives none; ``None``: the port is required."""
+    default_port: ClassVar[int | Mapping[str, int] | None] = None
+    """The port when an endpoint gives none (or one per scheme); ``None``: the port is required."""
     endpoint_path: ClassVar[bool] = False
     """Whether an endpoint may carry a path (HTTP base URLs)."""
     per_env_requests: ClassVar[bool] = False

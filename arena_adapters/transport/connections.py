@@ -42,6 +42,15 @@ class Connection(Protocol):
         ...
 
 
+def is_stale(connection: Connection) -> bool:
+    """True when a pooled connection says (optional ``closed`` attribute or property) that the peer
+    closed it while it was idle: the pool then opens a new one instead of spending a retry on it."""
+    try:
+        return bool(getattr(connection, "closed", False))
+    except Exception:
+        return True
+
+
 class _Seat:
     __slots__ = ("busy", "connection")
 
@@ -79,6 +88,10 @@ class ConnectionPool:
                 self._idle.put(seat)
                 raise TransportError(f"{self.name}: the transport is closed")
             seat.busy = True
+        if seat.connection is not None and is_stale(seat.connection):
+            with contextlib.suppress(Exception):
+                seat.connection.abort()
+            seat.connection = None
         if seat.connection is None:
             try:
                 seat.connection = self._open(deadline)

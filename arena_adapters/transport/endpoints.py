@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from arena_adapters.errors import ConfigError
@@ -63,7 +63,7 @@ def parse_endpoint(
     text: str,
     *,
     schemes: Sequence[str],
-    default_port: int | None = None,
+    default_port: int | Mapping[str, int] | None = None,
     option: str = "endpoint",
     allow_path: bool = False,
 ) -> Endpoint:
@@ -72,7 +72,8 @@ def parse_endpoint(
     Args:
         text: ``scheme://host:port[/path]`` or ``host:port``.
         schemes: the schemes this protocol speaks, the default first.
-        default_port: the port when none is given; ``None`` makes the port required.
+        default_port: the port when none is given, or one per scheme (``{"ws": 8000, "wss": 443}``);
+            ``None`` (or a scheme missing from the map) makes the port required.
         option: the option name, for messages.
         allow_path: accept a path after the port (HTTP base URLs).
 
@@ -101,9 +102,10 @@ def parse_endpoint(
     if path and not allow_path:
         raise ConfigError(f"option {option!r}: unexpected path {path!r} in {text!r}; expected {example}")
     if match["port"] is None:
-        if default_port is None:
+        port_or_none = default_port.get(scheme) if isinstance(default_port, Mapping) else default_port
+        if port_or_none is None:
             raise ConfigError(f"option {option!r}: {text!r} has no port; expected {example}")
-        port = default_port
+        port = port_or_none
     else:
         if not match["port"].isdigit():
             raise ConfigError(f"option {option!r}: port {match['port']!r} in {text!r} is not a number")

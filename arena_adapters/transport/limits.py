@@ -69,6 +69,21 @@ class DecodeLimits:
         if depth > self.max_depth:
             raise ProtocolError(f"{what} nests deeper than max_depth={self.max_depth}")
 
+    def check_tree_depth(self, value: Any, what: str = "message") -> None:
+        """Refuse a decoded value (maps, lists, tuples) nested deeper than ``max_depth``, for parsers
+        that cannot bound the depth while they read. Iterative: a deep value cannot exhaust the stack."""
+        stack: list[tuple[Any, int]] = [(value, 0)]
+        while stack:
+            node, depth = stack.pop()
+            if isinstance(node, Mapping):
+                children: Any = node.values()
+            elif isinstance(node, (list, tuple)):
+                children = node
+            else:
+                continue
+            self.check_depth(depth + 1, what)
+            stack.extend((child, depth + 1) for child in children)
+
     def check_header(self, size: int, what: str = "array header") -> None:
         """Refuse an array header longer than ``max_header_bytes``."""
         if size > self.max_header_bytes:

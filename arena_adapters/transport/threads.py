@@ -29,7 +29,7 @@ class DaemonPool:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._idle = 0
+        self._unfinished = 0  # calls queued or running
         self._closed = False
 
     def submit(self, function: Callable[[], T]) -> Future[T]:
@@ -42,7 +42,8 @@ class DaemonPool:
         with self._lock:
             if self._closed:
                 raise TransportError(f"{self.name}: closed")
-            if self._idle <= self._queue.qsize() and len(self._threads) < self.size:
+            self._unfinished += 1
+            if self._unfinished > len(self._threads) and len(self._threads) < self.size:
                 thread = threading.Thread(target=self._run, name=f"{self.name}-{len(self._threads)}", daemon=True)
                 self._threads.append(thread)
                 thread.start()
@@ -51,20 +52,18 @@ class DaemonPool:
 
     def _run(self) -> None:
         while True:
-            with self._lock:
-                self._idle += 1
             item = self._queue.get()
-            with self._lock:
-                self._idle -= 1
             if item is _STOP:
                 return
             future, function = item
-            if not future.set_running_or_notify_cancel():
-                continue
             try:
-                future.set_result(function())
+                if future.set_running_or_notify_cancel():
+                    future.set_result(function())
             except BaseException as exc:  # handed to the waiting caller
                 future.set_exception(exc)
+            finally:
+                with self._lock:
+                    self._unfinished -= 1
 
     @property
     def threads(self) -> int:
@@ -98,8 +97,9 @@ def fan_out(
     """Run ``calls`` concurrently on ``pool`` and return their results in order.
 
     Waits no later than ``deadline``. On a timeout the unfinished calls are cancelled, ``on_timeout``
-    (which should abort their connections) is called, and :class:`TransportTimeout` is raised. When
-    calls fail, the error of the lowest failing index is raised, naming its index.
+    (which should abort their connections) is called, and :class:`TransportTimeout` is raised. When a
+    call fails, the unfinished ones are cancelled and aborted alike (and waited for, within the
+    deadline), then the error of the lowest failing index is raised, naming its index.
     """
     if len(calls) == 1:
         return [calls[0]()]
@@ -109,6 +109,9 @@ def fan_out(
     if failed:
         for future in pending:
             future.cancel()
+        if pending and on_timeout is not None:
+            on_timeout()  # the siblings of a failed call must not go on (or resend) behind our back
+        wait(pending, timeout=deadline.remaining())
         index = failed[0]
         error = futures[index].exception()
         assert error is not None
