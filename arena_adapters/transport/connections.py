@@ -116,9 +116,14 @@ class ConnectionPool:
         self._idle.put(seat)
 
     def abort_busy(self) -> None:
-        """Abort the connections of requests in flight (their exchanges end at once)."""
+        """Abort the connections of requests in flight (their exchanges end at once). They leave the
+        pool now, so that one whose request finished meanwhile is not handed out again aborted."""
+        busy = []
         with self._lock:
-            busy = [seat.connection for seat in self._seats if seat.busy and seat.connection is not None]
+            for seat in self._seats:
+                if seat.busy and seat.connection is not None:
+                    busy.append(seat.connection)
+                    seat.connection = None
         for connection in busy:
             with contextlib.suppress(Exception):
                 connection.abort()

@@ -20,6 +20,8 @@ from arena_adapters.options import Option
 
 MiB = 2**20
 
+_CONTAINERS = frozenset({dict, list, tuple})
+
 ALLOWED_DTYPE_KINDS = frozenset("biufcSUmM")
 """numpy dtype kinds a peer may declare: no object (``O``) and no void/structured (``V``)."""
 
@@ -70,19 +72,20 @@ class DecodeLimits:
             raise ProtocolError(f"{what} nests deeper than max_depth={self.max_depth}")
 
     def check_tree_depth(self, value: Any, what: str = "message") -> None:
-        """Refuse a decoded value (maps, lists, tuples) nested deeper than ``max_depth``, for parsers
-        that cannot bound the depth while they read. Iterative: a deep value cannot exhaust the stack."""
-        stack: list[tuple[Any, int]] = [(value, 0)]
-        while stack:
-            node, depth = stack.pop()
-            if isinstance(node, Mapping):
-                children: Any = node.values()
-            elif isinstance(node, (list, tuple)):
-                children = node
-            else:
-                continue
-            self.check_depth(depth + 1, what)
-            stack.extend((child, depth + 1) for child in children)
+        """Refuse a decoded value (dicts, lists, tuples) nested deeper than ``max_depth``, for parsers
+        that cannot bound the depth while they read (msgpack stops only at 1024 levels). Walks level
+        by level, without recursion: a few microseconds for a typical reply."""
+        level = [value] if type(value) in _CONTAINERS else []
+        depth = 0
+        while level:
+            depth += 1
+            self.check_depth(depth, what)
+            level = [
+                child
+                for node in level
+                for child in (node.values() if type(node) is dict else node)
+                if type(child) in _CONTAINERS
+            ]
 
     def check_header(self, size: int, what: str = "array header") -> None:
         """Refuse an array header longer than ``max_header_bytes``."""

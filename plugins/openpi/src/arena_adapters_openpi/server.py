@@ -63,7 +63,7 @@ from arena_adapters.transport import (
 )
 from arena_adapters_openpi.builtin_policy import EchoStatePolicy
 from arena_adapters_openpi.codec import decode, encode
-from arena_adapters_openpi.transport import DEFAULT_PORT, check_depth
+from arena_adapters_openpi.transport import DEFAULT_PORT
 
 logger = logging.getLogger(__name__)
 
@@ -287,7 +287,7 @@ class ReferenceServer:
         if isinstance(data, str):
             raise ProtocolError("openpi request: expected a binary frame, got text")
         message = decode(data, self.limits)
-        check_depth(message, self.limits, "openpi request")
+        self.limits.check_tree_depth(message, "openpi request")
         return message
 
     async def _reply(self, websocket: ServerConnection, data: bytes) -> None:

@@ -58,7 +58,7 @@ class WebsocketTransport(ClientTransport):
 
     protocol_title = "openpi"
     schemes = ("ws", "wss")
-    default_port = DEFAULT_PORT
+    default_port = {"ws": DEFAULT_PORT, "wss": 443}
     endpoint_path = True
     per_env_requests = True
 
@@ -128,7 +128,7 @@ class WebsocketTransport(ClientTransport):
     def decode(self, data: bytes) -> Any:
         """One reply, decoded within :attr:`limits`."""
         message = decode(data, self.limits)
-        check_depth(message, self.limits)
+        self.limits.check_tree_depth(message, "openpi message")
         return message
 
     def _decode_metadata(self, data: bytes) -> Any:
@@ -154,28 +154,6 @@ class WebsocketTransport(ClientTransport):
         thread. Final, prompt and idempotent."""
         self._opening.close()
         super().close()
-
-
-def check_depth(message: Any, limits: DecodeLimits, what: str = "openpi message") -> None:
-    """Refuse a decoded message nested deeper than ``limits.max_depth`` (maps and lists).
-
-    msgpack's own unpacker stops at 1024 levels; this applies the configured, lower bound. It walks
-    the containers level by level (no recursion, a few microseconds for a reply).
-    """
-    level = [message] if type(message) in _CONTAINERS else []
-    depth = 0
-    while level:
-        depth += 1
-        limits.check_depth(depth, what)
-        level = [
-            child
-            for node in level
-            for child in (node.values() if type(node) is dict else node)
-            if type(child) in _CONTAINERS
-        ]
-
-
-_CONTAINERS = frozenset({dict, list})
 
 
 def _check_positive(name: str, value: float) -> None:
