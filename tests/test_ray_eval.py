@@ -78,6 +78,9 @@ def test_cli_two_shards_two_served_replicas_one_report_of_exactly_m_episodes(
     # latency percentiles over every request of both shards
     assert data["latency_ms"]["count"] == len(data["latencies_ms"]) == data["requests"]["count"]
     assert data["requests"]["count"] == sum(shard["queries"] for shard in shards) > 0
+    replicas = sharding["replicas"]  # the policies' per-replica counters, summed by endpoint
+    assert {e: r["requests"] for e, r in replicas.items()} == {s["endpoint"]: s["queries"] for s in shards}
+    assert all(r["failures"] == 0 for r in replicas.values())
     stats = [shard["reports"]["0"]["policy_stats"] for shard in shards]
     assert [s["queries"] for s in stats] == [shard["queries"] for shard in shards]
     assert data["steps"]["env_steps"] == 4 * data["steps"]["count"] == sum(s["env_steps"] for s in shards)

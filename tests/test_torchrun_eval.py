@@ -63,7 +63,7 @@ def test_load_policy_applies_the_rank_defaults(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with aa.load_policy("gr00t", endpoint="tcp://127.0.0.1:1,tcp://127.0.0.1:2", device="cpu") as policy:
-        assert policy.transport.endpoint == "tcp://127.0.0.1:2"  # type: ignore[attr-defined]
+        assert [replica.endpoint for replica in policy.stats.replicas] == ["tcp://127.0.0.1:2"]
     with pytest.raises(ConfigError, match="option 'replica'"):
         aa.load_policy("gr00t", endpoint="tcp://127.0.0.1:1", replica="-1")
 
@@ -111,3 +111,5 @@ def test_torchrun_two_eval_ranks_split_the_episodes_over_two_replicas(
     assert [e["index"] for e in reports[1]["episodes"]] == [4, 5, 6]
     assert [r["env_options"]["seed"] for r in reports] == [0, 1] and [r["device"] for r in reports] == ["cpu"] * 2
     assert all(r["policy_stats"]["queries"] == r["requests"]["count"] > 0 for r in reports)
+    assert [[replica["endpoint"] for replica in r["policy_stats"]["replicas"]] for r in reports] == [
+        [endpoint] for endpoint in gr00t_replicas]

@@ -96,7 +96,7 @@ class ShardStreamer:
         self.interval_s = interval_s
         self._rows: list[tuple[int, int, int, bool, int]] = []
         self._started = 0
-        self._sent = {"latencies": len(stats.latencies_s), "queries": stats.queries,
+        self._sent = {"latencies": stats.latency_count, "queries": stats.queries,
                       "env_requests": stats.env_requests, "steps": 0}
         self._step = 0
         self._last = time.monotonic()
@@ -114,7 +114,7 @@ class ShardStreamer:
     def flush(self) -> Any:
         """Send what is new; returns the Ray reference of the call."""
         self._last = time.monotonic()
-        latencies = list(self.stats.latencies_s[self._sent["latencies"]:])
+        latencies = self.stats.latencies_since(self._sent["latencies"])
         counts = {"queries": self.stats.queries, "env_requests": self.stats.env_requests, "steps": self._step}
         steps = counts["steps"] - self._sent["steps"]
         reference = self.collector.record.remote(
@@ -124,7 +124,7 @@ class ShardStreamer:
             steps=steps, env_steps=steps * self.num_envs,
         )
         self._rows = []
-        self._sent["latencies"] += len(latencies)
+        self._sent["latencies"] = self.stats.latency_count
         self._sent.update(counts)
         return reference
 

@@ -96,9 +96,25 @@ class ShardedResult(EvalResult):
             "span_env_steps_per_s": round(self.env_steps / self.span_s, 3) if self.span_s > 0 else 0.0,
             "reruns": self.reruns,
             "duplicates_dropped": self.duplicates,
+            "replicas": self.replica_totals(),
             "shards": self.shards,
         }
         return report
+
+    def replica_totals(self) -> dict[str, dict[str, Any]]:
+        """Per-replica counters (requests, env observations, failures, busy seconds) summed over
+        every shard attempt that reported them (``policy.stats.replicas``), by endpoint."""
+        totals: dict[str, dict[str, Any]] = {}
+        for shard in self.shards:
+            for report in shard.get("reports", {}).values():
+                for replica in report.get("policy_stats", {}).get("replicas", []) or []:
+                    if not isinstance(replica, Mapping) or "endpoint" not in replica:
+                        continue
+                    total = totals.setdefault(str(replica["endpoint"]), {})
+                    for key, value in replica.items():
+                        if isinstance(value, (int, float)) and not isinstance(value, bool):
+                            total[key] = total.get(key, 0) + value
+        return totals
 
     def summary(self) -> str:
         """The summary of :class:`EvalResult` (throughput over all shards) and a line per shard."""
