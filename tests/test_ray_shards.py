@@ -9,6 +9,7 @@ import pytest
 
 from arena_adapters.cli import main
 from arena_adapters.errors import ConfigError
+from arena_adapters.integrations.ray_eval import ShardedEvalConfig, evaluate_on_ray
 from arena_adapters.integrations.ray_result import ShardedResult
 from arena_adapters.integrations.ray_shards import EpisodeCollector, assign_shards
 
@@ -71,3 +72,16 @@ def test_eval_ray_flags_are_checked_before_ray_starts(
 ) -> None:
     assert main(["eval", "--adapter", "gr00t", "--no-report", *arguments]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_bad_sizes_and_choices_fail_before_ray_starts() -> None:
+    import ray
+
+    config = ShardedEvalConfig("gr00t")
+    with pytest.raises(ConfigError, match="3 shards for 2 episodes"):
+        evaluate_on_ray(config, 2, num_shards=3)
+    with pytest.raises(ConfigError, match="on_shard_error: expected one of retry, stop, got 'ignore'"):
+        evaluate_on_ray(config, 2, on_shard_error="ignore")
+    with pytest.raises(ConfigError, match="give endpoints or serve_replicas, not both"):
+        evaluate_on_ray(config, 2, endpoints="tcp://127.0.0.1:1", serve_replicas=1)
+    assert not ray.is_initialized()

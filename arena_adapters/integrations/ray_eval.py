@@ -186,12 +186,13 @@ def evaluate_on_ray(
     if given and serve_replicas:
         raise ConfigError("give endpoints or serve_replicas, not both")
     resources = resources or ShardResources()
+    shards = num_shards if num_shards is not None else max(1, serve_replicas or len(given))
+    assign_shards(num_episodes, shards)  # bad sizes fail before Ray starts
     ray = import_ray()
     started_ray = _connect(ray, address)
     run = _ShardedRun(ray, config, resources, on_shard_error, max_shard_restarts)
     try:
         servers = run.serve(serve_replicas, serve_host) if serve_replicas else given
-        shards = num_shards if num_shards is not None else max(1, len(servers))
         assignments = assign_shards(num_episodes, shards, servers)
         display = ProgressDisplay(label=f"{config.environment}/{config.adapter} x{shards}") if progress is True \
             else (progress or None)
@@ -211,8 +212,10 @@ def _connect(ray: Any, address: str | None) -> bool:
     """Initialize Ray unless it is; True when this call started it (so it shuts it down)."""
     if ray.is_initialized():
         return False
-    ray.init(address=address or None, include_dashboard=False, log_to_driver=True,
-             ignore_reinit_error=True)
+    if address and address.startswith("ray://"):
+        ray.init(address=address)  # a Ray Client: the cluster's own settings apply
+    else:
+        ray.init(address=address or None, include_dashboard=False)
     return True
 
 
