@@ -18,6 +18,7 @@ short run costs). The speed-up is against the baseline's rate in the same run.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -98,6 +99,8 @@ def main() -> None:
     replica_counts = [int(v) for v in args.replicas.split(",")]
 
     servers = [ServerProcess.for_expert(args.adapter) for _ in range(max(replica_counts))]
+    if not args.address:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local instance on 127.0.0.1 only
     ray = import_ray()
     try:
         with ThreadPoolExecutor(len(servers)) as pool:

@@ -7,13 +7,13 @@ and never by other tests.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-import ray
 
 from arena_adapters.cli import main
 from arena_adapters.evaluation.server_process import ServerProcess
@@ -27,13 +27,24 @@ from arena_adapters.integrations.ray_eval import (
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 SMALL = {"image_height": 60, "image_width": 100}
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 @pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
+def local_ray() -> Iterator[Any]:
+    """A local Ray instance with 2 CPUs, bound to 127.0.0.1 (Ray reads that setting when it is first
+    imported, so this fixture imports it)."""
+    before = os.environ.get(LOOPBACK_ONLY)
+    os.environ[LOOPBACK_ONLY] = "0"  # Ray's own switch: its processes on 127.0.0.1 only
+    import ray
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
+    yield ray
     ray.shutdown()
+    if before is None:
+        del os.environ[LOOPBACK_ONLY]
+    else:
+        os.environ[LOOPBACK_ONLY] = before
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +64,7 @@ def _config(**options: Any) -> ShardedEvalConfig:
 
 
 def test_cli_two_shards_two_served_replicas_one_report_of_exactly_m_episodes(
-    local_ray: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    local_ray: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     report = tmp_path / "sharded.json"
     code = main(["eval", "--adapter", "gr00t", "--ray", "--shards", "2", "--serve-replicas", "2",
@@ -81,6 +92,7 @@ def test_cli_two_shards_two_served_replicas_one_report_of_exactly_m_episodes(
     replicas = sharding["replicas"]  # the policies' per-replica counters, summed by endpoint
     assert {e: r["requests"] for e, r in replicas.items()} == {s["endpoint"]: s["queries"] for s in shards}
     assert all(r["failures"] == 0 for r in replicas.values())
+    assert [shard["reports"]["0"]["node"] for shard in shards] == ["127.0.0.1"] * 2  # Ray on loopback only
     stats = [shard["reports"]["0"]["policy_stats"] for shard in shards]
     assert [s["queries"] for s in stats] == [shard["queries"] for shard in shards]
     assert data["steps"]["env_steps"] == 4 * data["steps"]["count"] == sum(s["env_steps"] for s in shards)
@@ -88,7 +100,7 @@ def test_cli_two_shards_two_served_replicas_one_report_of_exactly_m_episodes(
 
 
 def test_a_killed_shard_actor_is_restarted_and_only_its_unfinished_episodes_rerun(
-    local_ray: None, gr00t_replicas: list[str], tmp_path: Path
+    local_ray: Any, gr00t_replicas: list[str], tmp_path: Path
 ) -> None:
     num_episodes = 48
     killed_at: list[int] = []
@@ -96,7 +108,7 @@ def test_a_killed_shard_actor_is_restarted_and_only_its_unfinished_episodes_reru
     def kill_shard_zero_once(progress: ShardedProgress) -> None:
         if not killed_at and progress.per_shard_finished[0] >= 3:
             killed_at.append(progress.per_shard_finished[0])
-            ray.kill(ray.get_actor(progress.actor_names[0]), no_restart=False)
+            local_ray.kill(local_ray.get_actor(progress.actor_names[0]), no_restart=False)
 
     result = evaluate_on_ray(_config(), num_episodes, endpoints=gr00t_replicas, num_shards=2,
                              callbacks=[kill_shard_zero_once], report_path=tmp_path / "r.json", figure=False)
@@ -117,7 +129,7 @@ def test_a_killed_shard_actor_is_restarted_and_only_its_unfinished_episodes_reru
     assert {e["attempt"] for e in data["episodes"] if e["shard"] == 0} == {0, 1}
 
 
-def test_stop_on_shard_error_raises_and_writes_the_partial_report(local_ray: None, tmp_path: Path) -> None:
+def test_stop_on_shard_error_raises_and_writes_the_partial_report(local_ray: Any, tmp_path: Path) -> None:
     dead = "tcp://127.0.0.1:9"  # nothing listens: the shard's first request times out
     report = tmp_path / "stopped.json"
     with pytest.raises(ShardError, match=r"shard 0 failed: TransportTimeout"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,9 @@ from typing import Any
 from arena_adapters.errors import ConfigError
 from arena_adapters.integrations.ray_eval import ShardedEvalConfig, ShardResources, evaluate_on_ray
 from arena_adapters.integrations.ray_result import ShardedResult
+
+RAY_LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch for single-machine mode: ``0`` binds its processes to 127.0.0.1."""
 
 
 def run_on_ray(
@@ -24,6 +28,10 @@ def run_on_ray(
     """
     from arena_adapters.cli.eval_command import progress_display
 
+    if not args.ray and not os.environ.get("RAY_ADDRESS"):
+        # A new local instance: keep Ray's own processes on 127.0.0.1, like the reference servers
+        # (Ray reads this switch when first imported).
+        os.environ.setdefault(RAY_LOOPBACK_ONLY, "0")
     options = dict(adapter_options)
     endpoints = options.pop("endpoint", None)
     if options.pop("replica", None) is not None:

@@ -129,6 +129,12 @@ class ShardedResult(EvalResult):
         outputs = [line for line in lines if line.lstrip().startswith(("report ", "figure "))]
         lines = [line for line in lines if line not in outputs]
         lines[0] = lines[0].replace(f"on {self.num_envs} envs", f"on {self.num_shards} shards x {self.num_envs} envs")
+        if self.span_s > 0:
+            lines.append(
+                f"  after start-up {self.completed / self.span_s:.2f} episodes/s  "
+                f"{self.env_steps / self.span_s:.0f} env steps/s  in {self.span_s:.1f} s "
+                f"(first shard starting its episodes to the last result)"
+            )
         for shard in self.shards:
             retried = f", {shard['attempts'] - 1} restarts" if shard["attempts"] > 1 else ""
             lines.append(
