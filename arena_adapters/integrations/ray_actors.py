@@ -68,8 +68,11 @@ class ShardWorker:
             with load_policy(config.adapter, num_envs=config.num_envs, device=device, **options) as policy:
                 streamer = ShardStreamer(collector, assignment.index, attempt, remaining, policy.stats,
                                          config.num_envs, config.report_interval_s)
-                evaluate(policy, env, len(remaining), callbacks=[streamer], figure=False, max_steps=config.max_steps)
-                ray.get(streamer.flush())
+                try:
+                    evaluate(policy, env, len(remaining), callbacks=[streamer], figure=False,
+                             max_steps=config.max_steps)
+                finally:  # what finished is kept, also when the run fails
+                    ray.get(streamer.flush())
                 report = {"device": device, "node": ray.util.get_node_ip_address(), "pid": os.getpid(),
                           "gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()], "endpoint": options.get("endpoint"),
                           "env_options": {key: str(value) for key, value in env_options.items()},
