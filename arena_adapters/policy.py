@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from arena_adapters.distributed import rank_defaults
 from arena_adapters.errors import (
     ActionError,
     AdapterError,
@@ -531,7 +532,7 @@ def load_policy(name: str, *, registry: PluginRegistry | None = None, **config: 
     """
     registry = registry or default_registry()
     adapter = registry.adapter(name)
-    merged = {**adapter.defaults, **config}
+    merged = rank_defaults({**adapter.defaults, **config})  # torchrun ranks: device and replica
     records = part_records(registry, adapter, merged)
     options = {k: v for k, v in merged.items() if k not in PART_ROLES}
     reject_unknown(options, declared_options(records), f"adapter {name!r}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install the core, the three first-party plugins and the test tools, editable.
-# The core's [all] extra brings every adapter's server dependencies and inspect-robots (for
-# tests/test_inspect_robots.py); [testing] brings pytest and the test peers.
+# The core's [all] extra brings every adapter's server dependencies, inspect-robots (for
+# tests/test_inspect_robots.py) and ray (for tests/test_ray_eval.py); [testing] brings pytest and the test peers.
 # torch is installed first, pinned, so that no CUDA wheels are pulled in by a bare requirement.
 set -euo pipefail
 cd "$(dirname "$0")/.."

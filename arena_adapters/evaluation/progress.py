@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
+from arena_adapters.evaluation.episodes import Episode
+
 
 @dataclass(frozen=True)
 class EvalProgress:
@@ -21,6 +23,8 @@ class EvalProgress:
         queries: inference requests so far.
         env_requests: env observations sent so far.
         elapsed_s: wall time since the first reset.
+        new_episodes: the counted episodes that finished in this step (for callbacks that stream
+            results, e.g. shards of a Ray evaluation).
     """
 
     step: int
@@ -31,6 +35,7 @@ class EvalProgress:
     queries: int
     env_requests: int
     elapsed_s: float
+    new_episodes: tuple[Episode, ...] = ()
 
     @property
     def success_rate(self) -> float:

@@ -97,6 +97,7 @@ def evaluate(
                 ended, success = _finished_and_success(terminated, truncated, extras)
                 finished_ids = np.flatnonzero(ended)
                 was_active = ledger.active[finished_ids]
+                finished_before = ledger.finished
                 restarting = ledger.record_step(ended, success)
                 if len(restarting):
                     policy.reset(restarting)
@@ -113,6 +114,7 @@ def evaluate(
                         queries=stats.queries - first_queries,
                         env_requests=stats.env_requests - first_env_requests,
                         elapsed_s=time.perf_counter() - started,
+                        new_episodes=tuple(ledger.episodes[finished_before:]),
                     )
                     for listener in listeners:
                         listener(snapshot)
@@ -131,7 +133,7 @@ def evaluate(
     result.env_requests = stats.env_requests - first_env_requests
     result.steps = ledger.step
     if report_path is not None:
-        _write_outputs(result, Path(report_path), figure)
+        write_outputs(result, report_path, figure)
     if failure is not None:
         raise failure
     return result
@@ -176,9 +178,12 @@ def _finished_and_success(
     return flags[0], flags[1]
 
 
-def _write_outputs(result: EvalResult, report_path: Path, figure: bool) -> None:
+def write_outputs(result: EvalResult, report_path: str | os.PathLike[str], figure: bool = True) -> None:
+    """Write ``result``'s JSON report to ``report_path`` and, with ``figure``, its PNG next to it;
+    set ``result.report_path``/``figure_path`` (a missing matplotlib is noted in the report)."""
+    target = Path(report_path)
     if figure:
-        result.figure_path = write_figure(result, figure_path_for(report_path))
+        result.figure_path = write_figure(result, figure_path_for(target))
         if result.figure_path is None:
             result.info["figure"] = f"skipped: {MISSING_MATPLOTLIB}"
-    result.report_path = write_json(result, report_path)
+    result.report_path = write_json(result, target)
