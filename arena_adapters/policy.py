@@ -35,7 +35,6 @@ from arena_adapters.parts import (
     has_on_connect,
 )
 from arena_adapters.plugins import PluginRegistry, default_registry
-from arena_adapters.prefetch import PendingChunks
 from arena_adapters.records import (
     ANY_PROTOCOL,
     ActionTranslatorRecord,
@@ -44,12 +43,15 @@ from arena_adapters.records import (
     PartRecord,
     TransportRecord,
 )
-from arena_adapters.scheduler import STRATEGIES, ActionChunkScheduler, validate_schedule
+from arena_adapters.scheduler import AGGREGATES, STRATEGIES, ActionChunkScheduler, Requests, validate_schedule
 from arena_adapters.transport import DEADLINES, Deadline, ReplicaSet, ReplicaStats, WatchdogTransport, split_replicas
 from arena_adapters.transport.threads import DaemonPool, fan_out
 from arena_adapters.worker import TransportWorker, detach_from
 
 logger = logging.getLogger(__name__)
+
+WAIT_SLACK_S = 5.0
+"""Added to the transport's timeout when waiting for a call on the transport worker."""
 
 POLICY_OPTIONS: tuple[Option, ...] = (
     Option("num_envs", int, None, "number of envs (default: from the first observation)"),
@@ -61,6 +63,13 @@ POLICY_OPTIONS: tuple[Option, ...] = (
     Option("instruction", str, None, "task instruction sent with every observation"),
     Option("prefetch_steps", int, 0, "query an env in the background when it has this many actions left "
            "(0: off; replay strategy)", minimum=0),
+    Option("aggregate", str, "replace", "how a new chunk merges with the rest of the old one over the steps "
+           "both cover: replace, average (aggregate_weight), linear, exponential (aggregate_decay); "
+           "replay/lockstep", choices=AGGREGATES),
+    Option("aggregate_weight", float, 0.5, "the new chunk's weight with aggregate=average, in [0, 1]",
+           minimum=0.0, check=lambda w: w <= 1.0, check_text="a value <= 1"),
+    Option("aggregate_decay", float, 0.5, "rate r of aggregate=exponential: the new chunk's weight at the "
+           "i-th shared step is 1 - exp(-r * (i + 1))", above=0.0),
     Option("allow_nonfinite_actions", bool, False, "pass NaN/inf actions to the env instead of raising ActionError"),
     Option("replica_retry_after", float, 10.0, "seconds a failed replica stays out before a health check lets it "
            "back", above=0),
@@ -136,6 +145,9 @@ class Policy:
         ensemble_decay: float = 0.01,
         instruction: str | None = None,
         prefetch_steps: int = 0,
+        aggregate: str = "replace",
+        aggregate_weight: float = 0.5,
+        aggregate_decay: float = 0.5,
         allow_nonfinite_actions: bool = False,
         replica_retry_after: float = 10.0,
         failover_resend: bool = True,
@@ -156,6 +168,10 @@ class Policy:
             "execute_steps": execute_steps,
             "strategy": strategy,
             "ensemble_decay": ensemble_decay,
+            "aggregate": aggregate,
+            "aggregate_weight": aggregate_weight,
+            "aggregate_decay": aggregate_decay,
+            "prefetch_steps": prefetch_steps,
         }
         self._instruction = instruction or ""
         self._instructions_per_env: list[str] | None = None
@@ -165,12 +181,8 @@ class Policy:
         self._pending_pause: EnvIds = np.zeros(0, dtype=np.int64)
         self._device_hint = None if device is None else torch.device(device)
         self.scheduler: ActionChunkScheduler | None = None
-        validate_schedule(strategy, execute_steps)
-        if prefetch_steps and strategy != "replay":
-            raise ConfigError(f"option 'prefetch_steps' works with strategy 'replay', not {strategy!r}")
-        self._prefetch_steps = prefetch_steps
+        validate_schedule(strategy, execute_steps, aggregate, prefetch_steps)
         self._worker = TransportWorker(name) if prefetch_steps else None
-        self._pending: PendingChunks | None = None
         if num_envs is not None and device is not None:
             self._make_scheduler(num_envs, torch.device(device))
 
@@ -253,15 +265,13 @@ class Policy:
         """
         self._check_open()
         scheduler = self.scheduler or self._make_scheduler(*self._shape_of(observation))
-        env_ids = scheduler.due_envs()
-        if len(env_ids) and self._pending is not None:
-            for ids, chunk in self._pending.take(env_ids):
-                scheduler.load(ids, chunk)
-            env_ids = scheduler.due_envs()
-        if len(env_ids):
-            self._query(observation, scheduler, env_ids)
-        if self._prefetch_steps:
-            self._prefetch(observation, scheduler)
+        if self._worker is not None:
+            scheduler.collect(self._wait_bound())
+        requests = scheduler.requests()
+        if len(requests.now):
+            scheduler.deliver(requests, self._query(observation, scheduler, requests))
+        elif len(requests.ahead):
+            self._query_ahead(observation, scheduler, requests.ahead)
         self.stats.steps += 1
         return scheduler.step()
 
@@ -276,24 +286,24 @@ class Policy:
             raise ConfigError(f"option 'device': policy configured for {hint}, observations are on {device}")
         return num_envs, device
 
-    def _query(self, observation: Observation, scheduler: ActionChunkScheduler, env_ids: EnvIds) -> None:
-        query, outgoing = self._request(observation, scheduler, env_ids)
+    def _query(self, observation: Observation, scheduler: ActionChunkScheduler, requests: Requests) -> torch.Tensor:
+        query, outgoing = self._request(observation, scheduler, requests.env_ids)
         if self._worker is None:
-            chunk = self._infer(outgoing, query)
-        else:
-            chunk = self._worker.call(lambda: self._infer(outgoing, query))
-        scheduler.load(env_ids, chunk)
+            return self._infer(outgoing, query)
+        return self._worker.call(lambda: self._infer(outgoing, query), self._wait_bound())
 
-    def _prefetch(self, observation: Observation, scheduler: ActionChunkScheduler) -> None:
-        assert self._worker is not None and self._pending is not None
-        ahead = scheduler.due_within(self._prefetch_steps)
-        if len(ahead):
-            ahead = np.setdiff1d(ahead, self._pending.waiting(ahead), assume_unique=True)
-        if len(ahead):
-            query, outgoing = self._request(observation, scheduler, ahead)
-            outgoing = detach_from(outgoing, observation)
-            future = self._worker.submit(lambda: self._infer(outgoing, query))
-            self._pending.add(future, ahead, scheduler.remaining()[ahead])
+    def _query_ahead(self, observation: Observation, scheduler: ActionChunkScheduler, env_ids: EnvIds) -> None:
+        assert self._worker is not None
+        query, outgoing = self._request(observation, scheduler, env_ids)
+        outgoing = detach_from(outgoing, observation)
+        scheduler.expect(env_ids, self._worker.submit(lambda: self._infer(outgoing, query)))
+
+    def _wait_bound(self) -> float:
+        """Seconds to wait for a call on the transport worker: each call queued before it, and
+        it, may take its deadline (the transport's timeout, once per replica on failover)."""
+        assert self._worker is not None
+        per_call = self.timeout * len(self.replicas) + 1.0
+        return per_call * (self._worker.backlog + 1) + WAIT_SLACK_S
 
     def _request(
         self, observation: Observation, scheduler: ActionChunkScheduler, env_ids: EnvIds
@@ -395,8 +405,6 @@ class Policy:
 
     def _make_scheduler(self, num_envs: int, device: torch.device) -> ActionChunkScheduler:
         self.scheduler = ActionChunkScheduler(num_envs, device, **self._scheduler_options)
-        if self._prefetch_steps:
-            self._pending = PendingChunks(num_envs)
         if len(self._pending_pause):
             self.scheduler.pause(self._pending_pause)
         return self.scheduler
@@ -415,15 +423,13 @@ class Policy:
             self.scheduler.reset(ids)
         else:
             self._pending_pause = np.zeros(0, np.int64) if ids is None else np.setdiff1d(self._pending_pause, ids)
-        if self._pending is not None:
-            self._pending.cancel(ids)
         if ids is None or len(ids):
             if not self._connected:
                 self.connect()
             if self._worker is None:
                 self._reset_servers(ids)
             else:
-                self._worker.call(lambda: self._reset_servers(ids))
+                self._worker.call(lambda: self._reset_servers(ids), self._wait_bound())
 
     def _reset_servers(self, ids: EnvIds | None) -> None:
         for index, transport in enumerate(self.replicas.transports):
@@ -446,8 +452,6 @@ class Policy:
             self._pending_pause = np.union1d(self._pending_pause, ids)
         else:
             self.scheduler.pause(ids)
-        if self._pending is not None:
-            self._pending.cancel(ids)
 
     def set_instruction(self, text: str, env_ids: Sequence[int] | EnvIds | torch.Tensor | None = None) -> None:
         """Set the task instruction sent with observations, for all envs or only ``env_ids``."""

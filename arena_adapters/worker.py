@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from arena_adapters.errors import AdapterError
+from arena_adapters.errors import AdapterError, TransportTimeout
 
 try:
     from numpy.lib.array_utils import byte_bounds as _byte_bounds  # numpy >= 2
@@ -32,17 +33,39 @@ class TransportWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"arena-adapters-{name}")
         self._closed = False
         self._lock = threading.Lock()
+        self._unfinished = 0
+
+    @property
+    def backlog(self) -> int:
+        """Calls submitted and not finished yet (queued or running)."""
+        return self._unfinished
 
     def submit(self, function: Callable[[], T]) -> Future[T]:
         """Queue ``function``; its result (or exception) comes back through the future."""
         with self._lock:
             if self._closed:
                 raise AdapterError("the policy's transport worker is closed")
-            return self._executor.submit(function)
+            self._unfinished += 1
+            future = self._executor.submit(function)
+        future.add_done_callback(self._finished)
+        return future
 
-    def call(self, function: Callable[[], T]) -> T:
-        """Run ``function`` on the worker after everything queued before it, and wait for it."""
-        return self.submit(function).result()
+    def _finished(self, _: Future[Any]) -> None:
+        with self._lock:
+            self._unfinished -= 1
+
+    def call(self, function: Callable[[], T], timeout: float) -> T:
+        """Run ``function`` on the worker after everything queued before it, and wait for it at
+        most ``timeout`` seconds.
+
+        Raises:
+            TransportTimeout: it did not finish in time (it may still run; its result is dropped).
+            whatever ``function`` raised.
+        """
+        future = self.submit(function)
+        if not wait_futures([future], timeout=timeout).done:
+            raise TransportTimeout(f"the policy's transport worker did not finish a call within {timeout:g} s")
+        return future.result()
 
     def close(self) -> None:
         """Drop queued calls and let the thread end (a call in progress ends within its

@@ -150,11 +150,18 @@ def test_configuration_errors() -> None:
         aa.load_policy("local", policy=ClockPolicy(), strategy="lockstep", prefetch_steps=2)
     with pytest.raises(ConfigError, match=r"option 'prefetch_steps'.*expected a value >= 0, got -1"):
         aa.load_policy("local", policy=ClockPolicy(), prefetch_steps=-1)
-    with aa.load_policy("local", policy=ClockPolicy(horizon=3), prefetch_steps=3) as policy:
+    with pytest.raises(ConfigError, match="option 'aggregate' works with strategy 'replay' or 'lockstep'"):
+        aa.load_policy("local", policy=ClockPolicy(), strategy="ensemble", aggregate="linear")
+    replies = iter([8, 2])
+
+    def shrinking(observation: dict[str, Any]) -> torch.Tensor:  # a chunk of 8 actions, then of 2
+        return torch.zeros(1, next(replies), 1)
+
+    with aa.load_policy("local", policy=shrinking, execute_steps=8, prefetch_steps=3) as policy:
         obs = ClockEnv(1).observation()
-        for _ in range(3):
+        for _ in range(8):  # step 5 asks ahead with 3 actions left
             policy.get_action(obs)
-        with pytest.raises(ActionError, match="none left after the 3 steps"):
+        with pytest.raises(ActionError, match="2 actions, none left after the 3 steps"):
             policy.get_action(obs)
 
 

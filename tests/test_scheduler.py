@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arena_adapters.errors import ActionError, ConfigError
-from arena_adapters.scheduler import STRATEGIES, ActionChunkScheduler
+from arena_adapters.scheduler import AGGREGATES, STRATEGIES, ActionChunkScheduler
 
 ACTION_DIM = 3
 
@@ -19,8 +19,13 @@ ACTION_DIM = 3
 class ReferenceScheduler:
     """One Python object per env, one env at a time: the obvious semantics."""
 
-    def __init__(self, num_envs: int, execute_steps: int | None, strategy: str, decay: float) -> None:
+    def __init__(
+        self, num_envs: int, execute_steps: int | None, strategy: str, decay: float,
+        aggregate: str = "replace", weight: float = 0.5, rate: float = 0.5,
+    ) -> None:
         self.num_envs, self.k, self.strategy, self.decay = num_envs, execute_steps, strategy, decay
+        self.aggregate, self.weight, self.rate = aggregate, weight, rate
+        self.plan: list[dict[int, np.ndarray]] = [{} for _ in range(num_envs)]  # step -> action
         if strategy == "ensemble" and execute_steps is None:
             self.k = 1
         self.t = 0
@@ -45,9 +50,27 @@ class ReferenceScheduler:
             return [e for e in range(self.num_envs) if not self.paused[e]]
         return due
 
+    def new_weight(self, i: int, overlap: int) -> float:
+        if self.aggregate == "average":
+            return self.weight
+        if self.aggregate == "linear":
+            return (i + 1) / (overlap + 1)
+        if self.aggregate == "exponential":
+            return 1.0 - math.exp(-self.rate * (i + 1))
+        return 1.0
+
     def load(self, env_ids: list[int], chunk: np.ndarray) -> None:
         for row, env in enumerate(env_ids):
-            self.chunk[env] = chunk[row]
+            old = self.plan[env]
+            overlap = sum(1 for i in range(len(chunk[row])) if self.t + i in old)
+            plan = {}
+            for i, action in enumerate(chunk[row]):
+                if self.t + i in old:
+                    w = self.new_weight(i, overlap)
+                    action = w * action + (1 - w) * old[self.t + i]
+                plan[self.t + i] = action
+            self.plan[env] = plan
+            self.chunk[env] = np.stack([plan[self.t + i] for i in range(len(chunk[row]))])
             self.loaded_at[env] = self.t
             self.predictions[env].append((self.t, chunk[row]))
 
@@ -72,6 +95,7 @@ class ReferenceScheduler:
     def reset(self, env_ids: list[int]) -> None:
         for env in env_ids:
             self.chunk[env] = None
+            self.plan[env] = {}
             self.predictions[env] = []
             self.paused[env] = False
 
@@ -80,11 +104,12 @@ class ReferenceScheduler:
             self.paused[env] = True
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     num_envs=st.integers(1, 9),
     execute_steps=st.one_of(st.none(), st.integers(1, 6)),
     strategy=st.sampled_from(STRATEGIES),
+    aggregate=st.sampled_from(AGGREGATES),
     decay=st.sampled_from([0.0, 0.01, 0.5, -0.2]),
     steps=st.integers(1, 50),
     reset_probability=st.sampled_from([0.0, 0.05, 0.3]),
@@ -96,6 +121,7 @@ def test_matches_reference(
     num_envs: int,
     execute_steps: int | None,
     strategy: str,
+    aggregate: str,
     decay: float,
     steps: int,
     reset_probability: float,
@@ -104,10 +130,14 @@ def test_matches_reference(
     seed: int,
 ) -> None:
     rng = np.random.default_rng(seed)
+    if strategy == "ensemble":
+        aggregate = "replace"
+    weight, rate = float(rng.uniform(0, 1)), float(rng.uniform(0.05, 2.0))
     scheduler = ActionChunkScheduler(
-        num_envs, "cpu", execute_steps=execute_steps, strategy=strategy, ensemble_decay=decay, dtype=torch.float64
+        num_envs, "cpu", execute_steps=execute_steps, strategy=strategy, ensemble_decay=decay,
+        aggregate=aggregate, aggregate_weight=weight, aggregate_decay=rate, dtype=torch.float64,
     )
-    reference = ReferenceScheduler(num_envs, execute_steps, strategy, decay)
+    reference = ReferenceScheduler(num_envs, execute_steps, strategy, decay, aggregate, weight, rate)
     for step in range(steps):
         with torch.inference_mode(inference_mode and step % 2 == 0):  # Arena steps in inference mode
             due = scheduler.due_envs()
