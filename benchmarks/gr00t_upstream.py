@@ -1,34 +1,6 @@
-"""The upstream GR00T serializer's work (``np.save`` per array inside msgpack), written here as the
-baseline of the GR00T benchmarks. Not upstream code: the same steps, for timing."""
+"""The upstream GR00T serializer's work, re-enacted for timing (see :mod:`arena_adapters.bench.codecs`)."""
 
-from __future__ import annotations
+from arena_adapters.bench.codecs import gr00t_upstream_decode as upstream_decode
+from arena_adapters.bench.codecs import gr00t_upstream_encode as upstream_encode
 
-import io
-from typing import Any
-
-import msgpack
-import numpy as np
-
-
-def upstream_encode(value: Any) -> bytes:
-    """msgpack with ``np.save`` for every array, as the upstream serializer does."""
-
-    def default(obj: Any) -> Any:
-        if isinstance(obj, np.ndarray):
-            buffer = io.BytesIO()
-            np.save(buffer, obj, allow_pickle=False)
-            return {"__ndarray_class__": True, "as_npy": buffer.getvalue()}
-        return obj
-
-    return msgpack.packb(value, default=default)
-
-
-def upstream_decode(frame: bytes) -> Any:
-    """msgpack with ``np.load`` for every array, as the upstream deserializer does."""
-
-    def hook(obj: dict[str, Any]) -> Any:
-        if "__ndarray_class__" in obj:
-            return np.load(io.BytesIO(obj["as_npy"]), allow_pickle=False)
-        return obj
-
-    return msgpack.unpackb(frame, object_hook=hook)
+__all__ = ["upstream_decode", "upstream_encode"]

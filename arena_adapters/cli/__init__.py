@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "arena_adapters.cli.eval_command",
     "arena_adapters.cli.demo_command",
     "arena_adapters.cli.new_plugin_command",
+    "arena_adapters.cli.bench_command",
 )
 
 

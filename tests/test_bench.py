@@ -1,0 +1,69 @@
+"""``arena-adapters bench``: sections run, one table, JSON with every section's rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from arena_adapters.bench import SECTIONS, BenchSettings, Row, SectionSkipped, run_sections
+from arena_adapters.bench.rows import load_section
+from arena_adapters.cli import main
+
+
+def test_bench_quick_prints_one_table_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "out" / "bench.json"
+    assert main(["bench", "--quick", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ratio = baseline / ours" in out
+    for section in ("scheduler", "prefetch", "codecs"):
+        assert f"\n{section} " in out
+    data = json.loads(path.read_text())
+    assert data["settings"] == {"quick": True, "device": "cpu"}
+    assert data["machine"]["cpus"] >= 1
+    sections = {section["name"]: section for section in data["sections"]}
+    assert list(sections) == list(SECTIONS)
+    names = {row["name"] for section in sections.values() for row in section["rows"]}
+    assert "replay step, 64 envs" in names
+    assert "replay+aggregate=linear cycle, 64 envs" in names
+    assert "openpi DROID observation pack+unpack" in names
+    assert any(name.startswith("local, in phase, prefetch_steps=") for name in names)
+    for section in sections.values():
+        assert section["skipped"] is None
+        for row in section["rows"]:
+            assert row["ours_s"] > 0 and row["baseline_s"] > 0
+            assert row["ratio"] == pytest.approx(row["baseline_s"] / row["ours_s"])
+    codec_rows = [row for row in sections["codecs"]["rows"]]
+    assert all(row["extra"]["floor_s"] > 0 and row["extra"]["message_bytes"] > 0 for row in codec_rows)
+    assert all(row["extra"]["ceiling"] > 0 for row in sections["prefetch"]["rows"])
+
+
+def test_one_section_and_unknown_sections(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--quick", "--section", "codecs"]) == 0
+    out = capsys.readouterr().out
+    assert "\ncodecs " in out and "\nscheduler " not in out
+    assert main(["bench", "--section", "nosuch"]) == 2
+    assert "unknown section(s) ['nosuch']" in capsys.readouterr().err
+
+
+def _two_rows(settings: BenchSettings) -> list[Row]:
+    return [Row("extra", "fast", 1e-6, 4e-6, "slow way", {"floor_s": 5e-7}), Row("extra", "slow", 2.0, 1.0, "x")]
+
+
+def _skipped(settings: BenchSettings) -> list[Row]:
+    raise SectionSkipped("needs something not installed")
+
+
+def test_a_section_is_a_function_and_one_registration_line() -> None:
+    sections = {"extra": f"{__name__}:_two_rows", "missing": f"{__name__}:_skipped"}
+    results = run_sections(sections, BenchSettings(quick=True))
+    assert [r.name for r in results] == ["extra", "missing"]
+    assert [row.ratio for row in results[0].rows] == [4.0, 0.5]
+    assert results[1].rows == [] and results[1].skipped == "needs something not installed"
+    assert load_section(f"{__name__}:_two_rows") is _two_rows
+    from arena_adapters.cli.bench_command import format_table
+
+    table = format_table(results)
+    assert "4.00x" in table and "0.50x" in table and "floor 0.5 us" in table
+    assert "(skipped)" in table and "needs something not installed" in table
