@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import arena_adapters as aa
-from arena_adapters.errors import ActionError, ConfigError, ServerError
+from arena_adapters.errors import ActionError, ConfigError, ServerError, TransportTimeout
 
 
 class ClockEnv:
@@ -181,3 +181,99 @@ def test_only_requests_sharing_memory_with_the_observation_are_copied() -> None:
     assert detached["state"].tolist() == [[3.0, 4.0, 5.0], [6.0, 7.0, 8.0], [9.0, 10.0, 11.0]]
     assert detached["rows"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
     assert int(detached["image"].max()) == 0 and int(detached["batch"][0].max()) == 0
+
+
+class JitteryClockPolicy(ClockPolicy):
+    """A ClockPolicy whose chunks also carry which step's observation they came from, answering
+    after a random delay: the actions taken must not depend on the delays."""
+
+    def __init__(self, seed: int, max_delay_s: float) -> None:
+        super().__init__(horizon=12)
+        self.rng = np.random.default_rng(seed)
+        self.max_delay_s = max_delay_s
+
+    def __call__(self, observation: dict[str, Any]) -> torch.Tensor:
+        self.delay_s = float(self.rng.uniform(0, self.max_delay_s))
+        return super().__call__(observation) * 1.5 + 0.25  # not the clock itself: blending shows
+
+
+@pytest.mark.parametrize("aggregate", ["replace", "linear"])
+def test_actions_do_not_depend_on_how_fast_the_server_answers(aggregate: str) -> None:
+    runs = []
+    for seed, max_delay_s in ((0, 0.0), (1, 0.03)):
+        env = ClockEnv(5, seed=3)
+        taken = []
+        with aa.load_policy("local", policy=JitteryClockPolicy(seed, max_delay_s), execute_steps=6,
+                            prefetch_steps=4, aggregate=aggregate) as policy:
+            for _ in range(60):
+                taken.append(policy.get_action(env.observation())[:, 0].tolist())
+                done = env.step()
+                if len(done):
+                    policy.reset(done)
+        runs.append((taken, policy.stats.queries, policy.stats.env_requests))
+    assert runs[0] == runs[1]
+
+
+def test_a_step_that_queries_anyway_carries_the_envs_due_soon() -> None:
+    sizes: list[int] = []
+
+    def recording(observation: dict[str, Any]) -> torch.Tensor:
+        sizes.append(observation["policy"]["x"].shape[0])
+        return torch.zeros(sizes[-1], 8, 1)
+
+    with aa.load_policy("local", policy=recording, execute_steps=8, prefetch_steps=3) as policy:
+        obs = {"policy": {"x": torch.zeros(2, 1)}}
+        policy.get_action(obs)          # step 0: both envs, synchronously
+        for _ in range(4):              # steps 1..4
+            policy.get_action(obs)
+        policy.reset([0])               # step 5: env 0 is due now, env 1 has 3 actions left
+        policy.get_action(obs)
+        assert sizes == [2, 2]          # one request for both: env 1's chunk takes over at step 8
+        for _ in range(6):
+            policy.get_action(obs)
+    assert policy.stats.queries == len(sizes)
+
+
+def test_a_chunk_that_never_arrives_ends_in_a_transport_timeout() -> None:
+    release = threading.Event()
+    calls: list[int] = []
+
+    class StuckTransportPolicy:
+        def __call__(self, observation: dict[str, Any]) -> torch.Tensor:
+            calls.append(1)
+            if len(calls) == 2:
+                release.wait(timeout=10)
+            return torch.zeros(1, 4, 2)
+
+    with aa.load_policy("local", policy=StuckTransportPolicy(), execute_steps=4, prefetch_steps=2) as policy:
+        policy.transport.timeout = 0.05  # type: ignore[attr-defined]
+        import arena_adapters.policy as policy_module
+
+        slack, policy_module.WAIT_SLACK_S = policy_module.WAIT_SLACK_S, 0.05
+        try:
+            obs = {"policy": {"x": torch.zeros(1, 1)}}
+            for _ in range(4):
+                policy.get_action(obs)
+            started = time.monotonic()
+            with pytest.raises(TransportTimeout, match="did not arrive within"):
+                policy.get_action(obs)
+            assert time.monotonic() - started < 2.0
+        finally:
+            policy_module.WAIT_SLACK_S = slack
+            release.set()
+
+
+def test_aggregation_blends_a_prefetched_chunk_with_the_rest_of_the_old_one() -> None:
+    calls: list[int] = []
+
+    def constant_chunks(observation: dict[str, Any]) -> torch.Tensor:
+        calls.append(1)
+        return torch.full((1, 8, 1), 10.0 * len(calls))  # 10, then 20, ...
+
+    with aa.load_policy("local", policy=constant_chunks, execute_steps=4, prefetch_steps=2,
+                        aggregate="average", aggregate_weight=0.25) as policy:
+        obs = {"policy": {"x": torch.zeros(1, 1)}}
+        taken = [policy.get_action(obs).item() for _ in range(6)]
+    # steps 0-3: the first chunk; step 2 asks ahead; from step 4 the second chunk (its first 2
+    # actions skipped) is blended with the 4 actions left of the first: 0.25 * 20 + 0.75 * 10
+    assert taken == [10.0, 10.0, 10.0, 10.0, 12.5, 12.5]

@@ -115,7 +115,7 @@ def _gr00t_server(latency_s: float) -> Iterator[str | None]:
         yield None
         return
 
-    class SlowReferencePolicy(ReferencePolicy):  # type: ignore[misc]
+    class SlowReferencePolicy(ReferencePolicy):
         def get_action(self, observation: dict[str, Any], options: dict[str, Any] | None = None) -> Any:
             time.sleep(latency_s)
             return super().get_action(observation, options)
@@ -156,6 +156,7 @@ def run(settings: BenchSettings) -> list[Row]:
 
 
 def _rows(settings: BenchSettings) -> list[Row]:
+    plans: list[tuple[str, int, tuple[int, ...]]]
     if settings.quick:
         base = Scenario(num_envs=4, latency_s=0.01, sim_s=0.002, steps=12)
         plans = [("in phase", 1, (4,))]

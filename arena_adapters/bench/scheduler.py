@@ -213,7 +213,7 @@ def sync_check(device: torch.device) -> str:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()
-    torch.cuda._sleep(int(200e-3 * torch.cuda.clock_rate() * 1e6))
+    torch.cuda._sleep(int(200e-3 * torch.cuda.clock_rate() * 1e6))  # type: ignore[no-untyped-call]
     started = time.perf_counter()
     for _ in range(100):
         scheduler.due_envs()

@@ -77,7 +77,10 @@ def format_table(results: list[SectionResult]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     text = []
     for line in lines:
-        cells = [cell.rjust(width) if i >= 2 else cell.ljust(width) for i, (cell, width) in enumerate(zip(line, widths))]
+        cells = [
+            cell.rjust(width) if i >= 2 else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=False))
+        ]
         text.append("  ".join(cells) + "  " + line[-1])
     return "\n".join(text) + "\nratio = baseline / ours (above 1: ours is faster); times are medians"
 

@@ -176,7 +176,10 @@ class ViewReader:
     """
 
     def __init__(
-        self, map_hook: MapHook, array_prefix: bytes = b"", array_hook: Callable[[memoryview, str, list[int]], Any] | None = None
+        self,
+        map_hook: MapHook,
+        array_prefix: bytes = b"",
+        array_hook: Callable[[memoryview, str, list[int]], Any] | None = None,
     ) -> None:
         self._map_hook = map_hook
         self._array_prefix = array_prefix if array_hook is not None else b""
