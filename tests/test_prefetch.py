@@ -229,9 +229,10 @@ def test_a_step_that_queries_anyway_carries_the_envs_due_soon() -> None:
         policy.reset([0])               # step 5: env 0 is due now, env 1 has 3 actions left
         policy.get_action(obs)
         assert sizes == [2, 2]          # one request for both: env 1's chunk takes over at step 8
-        for _ in range(6):
+        for _ in range(4):              # steps 6..9: nobody is due or asked ahead
             policy.get_action(obs)
-    assert policy.stats.queries == len(sizes)
+        assert policy.scheduler is not None and policy.scheduler.in_flight_envs.tolist() == []
+    assert policy.stats.queries == 2 and sizes == [2, 2]
 
 
 def test_a_chunk_that_never_arrives_ends_in_a_transport_timeout() -> None:
@@ -255,7 +256,7 @@ def test_a_chunk_that_never_arrives_ends_in_a_transport_timeout() -> None:
             for _ in range(4):
                 policy.get_action(obs)
             started = time.monotonic()
-            with pytest.raises(TransportTimeout, match="did not arrive within"):
+            with pytest.raises(TransportTimeout):  # the transport's deadline, or the wait's bound
                 policy.get_action(obs)
             assert time.monotonic() - started < 2.0
         finally:

@@ -308,3 +308,27 @@ def test_replay_steps_do_not_synchronise_on_cuda() -> None:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert actions.device.type == "cuda"
+
+
+def test_waiting_for_a_chunk_in_flight_is_bounded() -> None:
+    from concurrent.futures import Future
+
+    from arena_adapters.errors import TransportTimeout
+
+    scheduler = ActionChunkScheduler(2, "cpu", execute_steps=2, prefetch_steps=1)
+    scheduler.load(scheduler.due_envs(), torch.zeros(2, 4, 1))
+    scheduler.step()
+    requests = scheduler.requests()
+    assert requests.now.tolist() == [] and requests.ahead.tolist() == [0, 1]
+    never: Future[torch.Tensor] = Future()
+    scheduler.expect(requests.ahead, never)
+    assert scheduler.in_flight_envs.tolist() == [0, 1] and scheduler.due_envs().tolist() == []
+    scheduler.step()
+    with pytest.raises(TransportTimeout, match=r"requested ahead of time at step 1 for envs \[0, 1\] did not arrive "
+                                               r"within 0.05 s"):
+        scheduler.collect(0.05)
+    assert scheduler.in_flight_envs.tolist() == [] and scheduler.due_envs().tolist() == [0, 1]
+    scheduler.reset(np.array([0]))  # a reset drops what is in flight
+    scheduler.expect(np.array([1]), never)
+    scheduler.reset(np.array([1]))
+    assert scheduler.in_flight_envs.tolist() == []
