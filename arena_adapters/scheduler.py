@@ -37,9 +37,11 @@ is requested ahead of time (:meth:`ActionChunkScheduler.requests`) with the obse
 step; the envs reaching that point at one step share one request, and a step that must query
 some env synchronously anyway carries them in the same request. The chunk takes over ``r``
 steps later, when the old one runs out, and its first ``r`` actions, whose steps have passed, are
-skipped. Counting in control steps (not wall time) keeps runs reproducible: which actions are
-taken never depends on how fast the server answers; a chunk that has not arrived when it is
-needed is waited for (:meth:`ActionChunkScheduler.collect`, bounded).
+skipped. An env is asked ahead one step after its last request at the earliest (the same
+observation would bring the same chunk), so prefetch needs ``execute_steps >= 2``. Counting in
+control steps (not wall time) keeps runs reproducible: which actions are taken never depends on
+how fast the server answers; a chunk that has not arrived when it is needed is waited for
+(:meth:`ActionChunkScheduler.collect`, bounded).
 
 Envs can be paused (:meth:`ActionChunkScheduler.pause`): they hold their last action and are never
 due until reset.
@@ -351,6 +353,7 @@ class ActionChunkScheduler:
         if len(env_ids):
             self._in_flight.add(future, env_ids, self.t)
             self._asked_at[env_ids] = self.t
+            self.requests_per_env[env_ids] += 1
 
     def collect(self, timeout: float) -> None:
         """Load the chunks in flight that are needed at this step, waiting for them at most

@@ -232,6 +232,7 @@ def test_a_step_that_queries_anyway_carries_the_envs_due_soon() -> None:
         for _ in range(4):              # steps 6..9: nobody is due or asked ahead
             policy.get_action(obs)
         assert policy.scheduler is not None and policy.scheduler.in_flight_envs.tolist() == []
+        assert policy.scheduler.requests_per_env.tolist() == [2, 2]
     assert policy.stats.queries == 2 and sizes == [2, 2]
 
 
