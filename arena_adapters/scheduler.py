@@ -244,6 +244,7 @@ class ActionChunkScheduler:
         self.requests_per_env = np.zeros(num_envs, dtype=np.int64)
         self.load_calls = 0
         self._in_flight = _InFlight(num_envs)
+        self._blend_tables: dict[int, torch.Tensor] = {}
 
         self._last_load = np.zeros(num_envs, dtype=np.int64)  # ensemble: step of the newest prediction
         self._asked_at = np.full(num_envs, -1, dtype=np.int64)  # step of the observation behind the plan
@@ -445,18 +446,21 @@ class ActionChunkScheduler:
 
     def _merged(self, env_ids: EnvIds, ids: torch.Tensor, slots: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
         """``chunk`` blended with the old plan over the steps the old plan still covers."""
-        overlap = np.minimum(np.maximum(self._end[env_ids] - self.t, 0), chunk.shape[1])
+        horizon = chunk.shape[1]
+        overlap = np.minimum(np.maximum(self._end[env_ids] - self.t, 0), horizon)
         if not overlap.any():  # host check: no device sync
             return chunk
-        weights = blend_weights(
-            self.aggregate,
-            torch.from_numpy(overlap).to(self.device, non_blocking=True),
-            chunk.shape[1],
-            self.aggregate_weight,
-            self.aggregate_decay,
-        ).to(self.dtype).unsqueeze(-1)
+        table = self._blend_tables.get(horizon)
+        if table is None:  # row n: the new chunk's weights when the old plan covers n steps
+            with torch.inference_mode(False):
+                table = blend_weights(
+                    self.aggregate, torch.arange(horizon + 1, device=self.device), horizon,
+                    self.aggregate_weight, self.aggregate_decay,
+                ).to(self.dtype)
+            self._blend_tables[horizon] = table
+        weights = table[torch.from_numpy(overlap).to(self.device, non_blocking=True)].unsqueeze(-1)
         old = self._buffer[ids.unsqueeze(1), slots]
-        return torch.where(weights < 1, weights * chunk + (1 - weights) * old, chunk)
+        return torch.where(weights < 1, torch.lerp(old, chunk, weights), chunk)
 
     def _ensemble_load(self, env_ids: EnvIds, ids: torch.Tensor, slots: torch.Tensor, chunk: torch.Tensor) -> None:
         if abs(self.ensemble_decay) * self._capacity > _MAX_LOG_WEIGHT_SPAN:
