@@ -60,13 +60,22 @@ def has_large_array(value: Any, depth: int = 0) -> bool:
     kind = type(value)
     if kind is np.ndarray:
         return bool(value.nbytes >= LARGE_ARRAY_BYTES)
+    if kind is dict:
+        items = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    else:
+        return False
     if depth >= MAX_WALK_DEPTH:
         return False
-    if kind is dict:
-        value = value.values()
-    elif kind is not list and kind is not tuple:
-        return False
-    return any(has_large_array(item, depth + 1) for item in value)
+    for item in items:
+        item_kind = type(item)
+        if item_kind is np.ndarray:
+            if item.nbytes >= LARGE_ARRAY_BYTES:
+                return True
+        elif (item_kind is dict or item_kind is list or item_kind is tuple) and has_large_array(item, depth + 1):
+            return True
+    return False
 
 
 ArrayParts = Callable[[np.ndarray[Any, Any]], "list[Any] | None"]
