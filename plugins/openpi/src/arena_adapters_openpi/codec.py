@@ -13,6 +13,9 @@ Byte-compatible with ``openpi_client.msgpack_numpy`` (see PROTOCOLS.md section 2
 Decoding never uses pickle: arrays are read-only, zero-copy views of the received bytes, built only
 for plain numeric, bool, string and datetime dtypes, and only after the shape, the dtype and the
 byte count were checked against the core's :class:`~arena_adapters.transport.DecodeLimits`.
+
+Speed: arrays are written straight from their memory into the message, one copy in all (see
+:mod:`arena_adapters_openpi.wire`); reading is msgpack's.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 
 from arena_adapters.errors import ProtocolError
 from arena_adapters.transport import DecodeLimits
+from arena_adapters_openpi.wire import GatherWriter, bin_header
 
 ARRAY_MARKER = b"__ndarray__"
 SCALAR_MARKER = b"__npgeneric__"
@@ -72,6 +76,45 @@ def _packer() -> msgpack.Packer:
     return packer
 
 
+_ARRAY_HEAD = msgpack.packb({ARRAY_MARKER: True, b"data": b""}, use_bin_type=True)[:-2].replace(b"\x82", b"\x84", 1)
+_FRAMES: dict[tuple[np.dtype[Any], tuple[int, ...]], tuple[bytes, bytes]] = {}
+_DIRECT_KINDS = frozenset("biuf")
+
+
+def _frame(dtype: np.dtype[Any], shape: tuple[int, ...], nbytes: int) -> tuple[bytes, bytes]:
+    """The bytes before an array's payload (map header, marker, ``data`` bin header) and after it
+    (``dtype`` and ``shape``), cached per dtype and shape."""
+    key = (dtype, shape)
+    frame = _FRAMES.get(key)
+    if frame is None:
+        tail = msgpack.packb({b"dtype": dtype.str, b"shape": shape}, use_bin_type=True)[1:]
+        frame = (_ARRAY_HEAD + bin_header(nbytes), tail)
+        if len(_FRAMES) < 256:
+            _FRAMES[key] = frame
+    return frame
+
+
+def _array_parts(value: np.ndarray[Any, Any]) -> list[Any] | None:
+    """The msgpack form of an array as parts (head, its memory as a buffer, tail), or ``None`` for
+    arrays the packer's ``default`` hook handles (refused dtypes, zero-size items)."""
+    dtype = value.dtype
+    if dtype.kind in REFUSED_KINDS or dtype.itemsize == 0 or dtype.hasobject:
+        return None
+    if not value.flags.c_contiguous:
+        value = np.ascontiguousarray(value).reshape(value.shape)
+    head, tail = _frame(dtype, value.shape, value.nbytes)
+    payload = value if dtype.kind in _DIRECT_KINDS else value.reshape(-1).view(np.uint8)
+    return [head, payload, tail]
+
+
+def _writer() -> GatherWriter:
+    writer: GatherWriter | None = getattr(_local, "writer", None)
+    if writer is None:
+        writer = GatherWriter(_packer(), _array_parts)
+        _local.writer = writer
+    return writer
+
+
 def encode(value: Any) -> bytes:
     """Return the openpi wire bytes of ``value`` (an observation, a reply, metadata, ...).
 
@@ -80,7 +123,7 @@ def encode(value: Any) -> bytes:
     """
     packer = _packer()
     try:
-        return packer.pack(value)  # type: ignore[no-any-return]
+        return _writer().write(value)
     except EncodeError:
         packer.reset()
         raise
