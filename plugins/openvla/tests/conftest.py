@@ -4,6 +4,7 @@ server, observations."""
 from __future__ import annotations
 
 import http.server
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -11,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arena_adapters_openvla.examples import example_observation
 from arena_adapters_openvla.server import ReferenceServer, start_reference_server
 
+from arena_adapters.examples import droid_observation
 from arena_adapters.testing.golden import GoldenCase, load_cases
 
 ServerFactory = Callable[..., ReferenceServer]
@@ -66,14 +67,17 @@ class CannedServer:
     replies: dict[str, Any]
     endpoint: str = ""
     headers: list[dict[str, str]] = field(default_factory=list)
+    peers: list[tuple[str, int]] = field(default_factory=list)
+    """The client address of each request (one per connection when connections are reused)."""
 
 
 @pytest.fixture
-def canned_server() -> Iterator[Callable[[dict[str, Any]], CannedServer]]:
-    """Start misbehaving servers (``{"POST /act": (status, body[, content type])}``) on loopback."""
+def canned_server() -> Iterator[Callable[..., CannedServer]]:
+    """Start misbehaving servers (``{"POST /act": (status, body[, content type])}``) on loopback;
+    ``tls=`` an SSL server context serves https."""
     running: list[http.server.ThreadingHTTPServer] = []
 
-    def start(replies: dict[str, Any]) -> CannedServer:
+    def start(replies: dict[str, Any], tls: ssl.SSLContext | None = None) -> CannedServer:
         canned = CannedServer(replies)
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -83,6 +87,7 @@ def canned_server() -> Iterator[Callable[[dict[str, Any]], CannedServer]]:
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 canned.headers.append(dict(self.headers.items()))
+                canned.peers.append(self.client_address)
                 reply = canned.replies.get(f"{self.command} {self.path}", (404, b'{"detail":"x"}'))
                 if isinstance(reply, list):  # consumed in order, the last one repeats
                     reply = reply.pop(0) if len(reply) > 1 else reply[0]
@@ -103,9 +108,11 @@ def canned_server() -> Iterator[Callable[[dict[str, Any]], CannedServer]]:
 
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
+        if tls is not None:
+            server.socket = tls.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         running.append(server)
-        canned.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        canned.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
         return canned
 
     yield start
@@ -117,4 +124,4 @@ def canned_server() -> Iterator[Callable[[dict[str, Any]], CannedServer]]:
 @pytest.fixture
 def make_observation() -> Callable[..., dict[str, Any]]:
     """``make_observation(num_envs, height=224, width=224)``: the DROID layout, distinct per env."""
-    return lambda num_envs, height=224, width=224: example_observation(num_envs, height=height, width=width)
+    return lambda num_envs, height=224, width=224: droid_observation(num_envs, height=height, width=width)

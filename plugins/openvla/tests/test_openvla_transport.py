@@ -8,17 +8,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from arena_adapters_openvla.endpoints import parse_endpoints
 from arena_adapters_openvla.probe import synthetic_payload
 from arena_adapters_openvla.server import ReferenceServer
 from arena_adapters_openvla.transport import HttpTransport
 
 from arena_adapters.errors import ConfigError, ProtocolError, ServerError, TransportError, TransportTimeout
+from arena_adapters.transport import DEADLINES
 
-Canned = Callable[[dict[str, Any]], Any]
+Canned = Callable[..., Any]
 ServerFactory = Callable[..., ReferenceServer]
 IMAGE = (np.arange(224 * 224 * 3) % 251).astype(np.uint8).reshape(224, 224, 3)
 GOLDEN_ACTION = [0.49003007452981195, 0.4900281987795118, 0.4900263230292117, 224.0, 224.0, 15.0, 1.0]
+ONE = b'{"__numpy__":"AAAAAAAA8D8=","dtype":"<f8","shape":[1]}'
 
 
 def _payload(instruction: str = "pick up the cup", **extra: Any) -> dict[str, Any]:
@@ -67,11 +68,13 @@ def test_server_error_reply_raises_server_error(openvla_server: ReferenceServer,
         transport.infer([{"instruction": "no image"}])
     assert caught.value.server_message == "error"
     assert "answered \"error\"" in str(caught.value)
+    assert caught.value.endpoint == openvla_server.endpoint and not caught.value.retryable
 
 
 def test_a_body_fastapi_rejects_raises_protocol_error_with_422(openvla_server: ReferenceServer) -> None:
-    with HttpTransport(openvla_server.endpoint) as transport, pytest.raises(ProtocolError, match="422"):
+    with HttpTransport(openvla_server.endpoint) as transport, pytest.raises(ProtocolError, match="422") as caught:
         transport.infer(["a JSON string, not an object"])  # type: ignore[list-item]
+    assert not caught.value.retryable
 
 
 @pytest.mark.parametrize(
@@ -80,39 +83,44 @@ def test_a_body_fastapi_rejects_raises_protocol_error_with_422(openvla_server: R
         ((405, b'{"detail":"Method Not Allowed"}'), "405.*OpenVLA deploy.py server"),
         ((500, b"Internal Server Error", "text/plain"), "500.*server failure"),
         ((503, b"", "text/plain"), "503"),
-        ((401, b"", "text/plain"), "api_key"),
-        ((200, b"<html>not json</html>", "text/html"), "undecodable reply"),
+        ((413, b"", "text/plain"), "413.*larger than the server accepts"),
+        ((200, b"<html>not json</html>", "text/html"), "undecodable reply|invalid JSON"),
         ((200, b'"some other text"'), "unexpected string reply"),
     ],
 )
-def test_http_failures_and_undecodable_bodies_raise_protocol_errors(
+def test_http_failures_and_undecodable_bodies_raise_protocol_errors_that_are_not_resent(
     canned_server: Canned, reply: tuple[Any, ...], match: str
 ) -> None:
     server = canned_server({"POST /act": reply})
-    with HttpTransport(server.endpoint) as transport, pytest.raises(ProtocolError, match=match):
+    with HttpTransport(server.endpoint) as transport, pytest.raises(ProtocolError, match=match) as caught:
         transport.infer([_payload()])
+    assert not caught.value.retryable
+    assert len(server.headers) == 1
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_an_authentication_refusal_is_a_server_error(canned_server: Canned, status: int) -> None:
+    server = canned_server({"POST /act": (status, b'{"detail":"Not authenticated"}')})
+    with HttpTransport(server.endpoint) as transport, pytest.raises(ServerError, match="api_key") as caught:
+        transport.infer([_payload()])
+    assert caught.value.server_message == '{"detail":"Not authenticated"}'
 
 
 def test_encoded_form_needs_a_string_reply(canned_server: Canned) -> None:
-    server = canned_server({"POST /act": (200, b'{"__numpy__":"AAAAAAAA8D8=","dtype":"<f8","shape":[1]}')})
+    server = canned_server({"POST /act": (200, ONE)})
     with HttpTransport(server.endpoint, encoded=True) as transport, pytest.raises(ProtocolError, match="JSON string"):
         transport.infer([_payload()])
 
 
-ONE = b'{"__numpy__":"AAAAAAAA8D8=","dtype":"<f8","shape":[1]}'
-
-
-def test_a_connection_dropped_without_reply_is_retried_once(canned_server: Canned) -> None:
+def test_a_connection_dropped_after_the_request_is_never_resent(canned_server: Canned) -> None:
+    """The server read the request and may have run it: a TransportError, one request on the server."""
     server = canned_server({"POST /act": [(0, b""), (200, ONE)]})
     with HttpTransport(server.endpoint) as transport:
-        assert transport.infer([_payload()])[0].tolist() == [1.0]
-    assert len(server.headers) == 2
-
-
-def test_a_server_that_keeps_dropping_connections_is_a_transport_error(canned_server: Canned) -> None:
-    server = canned_server({"POST /act": (0, b"")})
-    with HttpTransport(server.endpoint) as transport, pytest.raises(TransportError, match="broke"):
-        transport.infer([_payload()])
+        with pytest.raises(TransportError, match="closed the connection without replying") as caught:
+            transport.infer([_payload()])
+        assert not caught.value.retryable and not isinstance(caught.value, TransportTimeout)
+        assert len(server.headers) == 1
+        assert transport.infer([_payload()])[0].tolist() == [1.0]  # the next call reconnects
     assert len(server.headers) == 2
 
 
@@ -131,14 +139,15 @@ def test_slow_server_raises_transport_timeout(start_server: ServerFactory) -> No
         release.set()
 
 
-def test_refused_connection_raises_transport_error_not_timeout(start_server: ServerFactory) -> None:
+def test_refused_connection_is_a_retryable_transport_error_not_a_timeout(start_server: ServerFactory) -> None:
     server = start_server()
     endpoint = server.endpoint
     server.stop()
     with HttpTransport(endpoint, timeout=2.0) as transport, pytest.raises(TransportError) as caught:
         transport.infer([_payload()])
     assert not isinstance(caught.value, TransportTimeout)
-    assert "cannot connect" in str(caught.value)
+    assert "cannot connect" in str(caught.value) and "connection refused" in str(caught.value)
+    assert caught.value.retryable
 
 
 class InFlightBarrier:
@@ -160,29 +169,26 @@ def test_max_concurrency_overlaps_requests_to_one_server(start_server: ServerFac
     assert server.stats.max_in_flight == 4
 
 
-def test_default_concurrency_sends_one_request_at_a_time(start_server: ServerFactory) -> None:
-    server = start_server()
+def test_by_default_the_envs_requests_run_concurrently(start_server: ServerFactory) -> None:
+    server = start_server(InFlightBarrier(6))
     with HttpTransport(server.endpoint) as transport:
+        assert transport.max_concurrency == 16
+        replies = transport.infer([_payload("x" * n) for n in range(1, 7)])
+    assert [reply[0] for reply in replies] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert server.stats.requests == 6 and server.stats.max_in_flight == 6
+
+
+def test_max_concurrency_one_sends_one_request_at_a_time(start_server: ServerFactory) -> None:
+    server = start_server()
+    with HttpTransport(server.endpoint, max_concurrency=1) as transport:
         replies = transport.infer([_payload("x" * n) for n in range(1, 7)])
     assert [reply[5] for reply in replies] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     assert server.stats.requests == 6 and server.stats.max_in_flight == 1
 
 
-def test_replicas_share_the_requests_and_keep_env_order(start_server: ServerFactory) -> None:
-    first = start_server(lambda payload: np.array([1.0, len(payload["instruction"])]))
-    second = start_server(lambda payload: np.array([2.0, len(payload["instruction"])]))
-    with HttpTransport(f"{first.endpoint}, {second.endpoint}", max_concurrency=1) as transport:
-        assert transport.slots == 2
-        replies = transport.infer([_payload("x" * n) for n in range(1, 7)])
-    assert [reply[1] for reply in replies] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-    assert first.stats.requests >= 1 and second.stats.requests >= 1
-    assert first.stats.requests + second.stats.requests == 6
-    assert {reply[0] for reply in replies} == {1.0, 2.0}
-
-
 def test_first_failure_of_a_concurrent_fan_out_is_raised(start_server: ServerFactory) -> None:
     server = start_server()
-    with HttpTransport(server.endpoint, max_concurrency=3) as transport, pytest.raises(ServerError):
+    with HttpTransport(server.endpoint, max_concurrency=3) as transport, pytest.raises(ServerError, match="env request 1"):
         transport.infer([_payload(), {"instruction": "no image"}, _payload()])
 
 
@@ -205,7 +211,7 @@ def test_health_of_a_dead_server_is_not_ok_and_does_not_raise(start_server: Serv
     server.stop()
     with HttpTransport(endpoint, timeout=1.0) as transport:
         health = transport.health()
-    assert not health.ok and "ConnectError" in health.detail
+    assert not health.ok and "cannot connect" in health.detail
 
 
 @pytest.mark.parametrize(
@@ -214,7 +220,7 @@ def test_health_of_a_dead_server_is_not_ok_and_does_not_raise(start_server: Serv
 def test_api_key_is_sent_with_every_request(
     canned_server: Canned, header: str, sent: str
 ) -> None:
-    server = canned_server({"POST /act": (200, b'{"__numpy__":"AAAAAAAA8D8=","dtype":"<f8","shape":[1]}')})
+    server = canned_server({"POST /act": (200, ONE)})
     with HttpTransport(server.endpoint, api_key="s3cret", api_key_header=header) as transport:
         assert transport.infer([_payload()])[0].tolist() == [1.0]
         transport.health()
@@ -222,51 +228,93 @@ def test_api_key_is_sent_with_every_request(
     assert server.headers[0]["Content-Type"] == "application/json"
 
 
-def test_requests_reuse_one_keep_alive_connection(openvla_server: ReferenceServer) -> None:
-    with HttpTransport(openvla_server.endpoint) as transport:
+def test_requests_reuse_one_keep_alive_connection(canned_server: Canned) -> None:
+    server = canned_server({"POST /act": (200, ONE)})
+    with HttpTransport(server.endpoint) as transport:
         for _ in range(3):
             transport.infer([_payload()])
-        client = transport._client
-        assert client is not None
-        assert len(client._transport._pool.connections) == 1  # type: ignore[attr-defined]
+        assert transport.open_connections == 1
+    assert len(server.peers) == 3 and len(set(server.peers)) == 1
 
 
-def test_close_is_idempotent_and_connect_reopens(openvla_server: ReferenceServer) -> None:
+def test_an_idle_connection_the_server_closed_is_replaced_without_resending(canned_server: Canned) -> None:
+    """``Connection: close`` is honoured, and a kept connection found closed is reopened before sending."""
+    server = canned_server({"POST /act": (200, ONE)})
+    with HttpTransport(server.endpoint) as transport:
+        transport.infer([_payload()])
+        server.replies["POST /act"] = (0, b"")  # the next request is read, then the connection dropped
+        with pytest.raises(TransportError):
+            transport.infer([_payload()])
+        server.replies["POST /act"] = (200, ONE)
+        assert transport.infer([_payload()])[0].tolist() == [1.0]
+    assert len(server.headers) == 3 and len(set(server.peers)) == 2
+
+
+def test_close_is_final_and_idempotent(openvla_server: ReferenceServer) -> None:
     transport = HttpTransport(openvla_server.endpoint)
-    transport.close()
     assert transport.infer([_payload()])[0].shape == (7,)
     transport.close()
     transport.close()
-    assert transport.infer(_payload()).shape == (7,)
-    transport.close()
+    assert transport.closed and transport.open_connections == 0
+    with pytest.raises(TransportError, match="closed"):
+        transport.infer([_payload()])
+    with pytest.raises(TransportError, match="closed"):
+        transport.infer(_payload())
 
 
-def test_construction_does_no_io() -> None:
+def test_construction_does_no_io_and_declares_deadlines() -> None:
     transport = HttpTransport("http://127.0.0.1:9", timeout=0.5)
+    assert transport.open_connections == 0
     transport.close()
+    from arena_adapters_openvla.plugin import register_transports
+
+    records: list[Any] = []
+    register_transports(records.append)
+    assert DEADLINES in records[0].capabilities
 
 
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("http://127.0.0.1:8000", ("http://127.0.0.1:8000",)),
-        ("127.0.0.1:8777/act", ("http://127.0.0.1:8777",)),
-        ("localhost", ("http://localhost:8000",)),
-        ("https://proxy.example/openvla/", ("https://proxy.example/openvla",)),
-        ("http://[::1]:8000, http://127.0.0.1:8001/act/", ("http://[::1]:8000", "http://127.0.0.1:8001")),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("127.0.0.1:8777/act", "http://127.0.0.1:8777"),
+        ("localhost", "http://localhost:8000"),
+        ("https://proxy.example/openvla/", "https://proxy.example:443/openvla"),
+        ("http://[::1]:8000/act/", "http://[::1]:8000"),
+        ("HTTPS://gpu-1:9000/a/b", "https://gpu-1:9000/a/b"),
     ],
 )
-def test_endpoints_are_normalized(text: str, expected: tuple[str, ...]) -> None:
-    assert parse_endpoints(text) == expected
+def test_endpoints_are_normalized(text: str, expected: str) -> None:
+    with HttpTransport(text) as transport:
+        assert str(transport.endpoint) == expected
 
 
-@pytest.mark.parametrize("text", ["", " , ", "tcp://127.0.0.1:5555", "http://", "http://host:notaport"])
-def test_bad_endpoints_are_config_errors(text: str) -> None:
-    with pytest.raises(ConfigError, match="endpoint"):
-        parse_endpoints(text)
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("", "expected an address"),
+        ("tcp://127.0.0.1:5555", "scheme 'tcp'.*not one of"),
+        ("http://", "cannot read host"),
+        ("http://host:notaport", "port 'notaport'"),
+        ("http//localhost:8000", "malformed address 'http//localhost:8000'"),
+        ("http://127.0.0.1:8000, http://127.0.0.1:8001", "is not a number"),
+        ("http://host:8000/a b", "plain URL text"),
+    ],
+)
+def test_bad_endpoints_are_config_errors_naming_the_option(text: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=f"'endpoint'.*{match}"):
+        HttpTransport(text)
 
 
-@pytest.mark.parametrize("options", [{"timeout": 0}, {"max_concurrency": 0}])
+@pytest.mark.parametrize(
+    "options", [{"timeout": 0}, {"timeout": float("nan")}, {"max_concurrency": 0}, {"api_key_header": "X Key"}]
+)
 def test_bad_transport_options_are_config_errors(options: dict[str, Any]) -> None:
-    with pytest.raises(ConfigError):
-        HttpTransport("http://127.0.0.1:8000", **options)
+    with pytest.raises(ConfigError, match=next(iter(options))):
+        HttpTransport("http://127.0.0.1:8000", api_key="k", **options)
+
+
+def test_a_header_injection_through_the_api_key_is_refused_without_showing_it() -> None:
+    with pytest.raises(ConfigError, match="api_key") as caught:
+        HttpTransport("http://127.0.0.1:8000", api_key="s3cret\r\nX-Evil: 1")
+    assert "s3cret" not in str(caught.value)

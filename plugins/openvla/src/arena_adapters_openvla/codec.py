@@ -13,6 +13,11 @@ escaping pass over the base64 text. The decoder cuts the base64 strings of large
 the JSON parser sees them, then decodes each with one base64 call; decoded arrays are read-only
 views of the decoded bytes, like json_numpy's. Object dtypes are refused in both directions.
 
+Decoding keeps within :class:`~arena_adapters.transport.DecodeLimits`: the text's size, nesting
+depth and integer literal length, and each array's dtype (the kit's allow-list: no object, void or
+structured types), dimensions and size are checked before anything is allocated for them; an
+array's bytes must be exactly what it declares. Whatever goes wrong is a :class:`DecodeError`.
+
 Nothing here touches the ``json`` module's globals (no ``json_numpy.patch()``).
 """
 
@@ -20,15 +25,17 @@ from __future__ import annotations
 
 import binascii
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import numpy as np
-from numpy.lib.format import descr_to_dtype, dtype_to_descr
+from numpy.lib.format import dtype_to_descr
 from numpy.typing import NDArray
 
-from arena_adapters.errors import AdapterError, ProtocolError
+from arena_adapters.errors import ProtocolError
+from arena_adapters.transport import DecodeLimits
 from arena_adapters_openvla import base64_backend
 from arena_adapters_openvla.base64_backend import Base64Backend
 
@@ -43,7 +50,7 @@ _QUOTED_ARRAY_KEY = b'"__numpy__"'
 _JSON_WHITESPACE = b" \t\n\r"
 
 
-class EncodeError(AdapterError, TypeError):
+class EncodeError(ProtocolError, TypeError):
     """A value cannot be written as json_numpy JSON (an object dtype, an unsupported type)."""
 
 
@@ -200,48 +207,116 @@ def _key_text(key: Any) -> bytes:
 
 # --------------------------------------------------------------------------------------- decoding
 
+DEFAULT_LIMITS = DecodeLimits()
+"""The limits :func:`decode` applies when given none."""
 
-def decode(data: bytes | bytearray | memoryview | str, *, backend: Base64Backend | None = None) -> Any:
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_BRACKET_STEP = np.zeros(256, dtype=np.int8)
+_BRACKET_STEP[list(b"[{")] = 1
+_BRACKET_STEP[list(b"]}")] = -1
+_DEPTH_BLOCK = 1 << 20
+
+
+def decode(
+    data: bytes | bytearray | memoryview | str,
+    *,
+    backend: Base64Backend | None = None,
+    limits: DecodeLimits | None = None,
+) -> Any:
     """Decode json_numpy JSON text (an HTTP body) into Python values and read-only numpy arrays.
 
+    Everything a peer declares is checked against ``limits`` before it is used: the text's size,
+    its nesting depth, the length of integer literals, each array's dtype (no object or void
+    types), number of dimensions and size; an array's bytes must be exactly what its dtype and
+    shape declare.
+
     Raises:
-        DecodeError: invalid JSON, or an array object that cannot be rebuilt (bad base64, a size
-            that does not match dtype and shape, an object dtype).
+        ProtocolError: a limit exceeded; :class:`DecodeError` (a ProtocolError): invalid JSON or an
+            array object that cannot be rebuilt. No other exception leaves this function.
     """
     try:
-        return loads(data, backend=backend)
+        return loads(data, backend=backend, limits=limits)
     except json.JSONDecodeError as exc:
-        raise DecodeError(f"invalid JSON: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise DecodeError(f"invalid JSON text encoding: {exc}") from exc
+        raise DecodeError(f"invalid JSON: {exc}") from None
 
 
-def loads(data: bytes | bytearray | memoryview | str, *, backend: Base64Backend | None = None) -> Any:
+def loads(
+    data: bytes | bytearray | memoryview | str,
+    *,
+    backend: Base64Backend | None = None,
+    limits: DecodeLimits | None = None,
+) -> Any:
     """Like :func:`decode`, but invalid JSON raises ``json.JSONDecodeError`` as ``json.loads`` does
-    (the reference server relies on this to answer 422 exactly like FastAPI)."""
-    backend = backend or base64_backend.DEFAULT
+    (the reference server relies on this to answer 422 exactly like FastAPI); every other failure
+    is a :class:`~arena_adapters.errors.ProtocolError`."""
+    try:
+        return _loads(data, backend or base64_backend.DEFAULT, limits or DEFAULT_LIMITS)
+    except (json.JSONDecodeError, ProtocolError):
+        raise
+    except RecursionError:
+        raise DecodeError("json_numpy text nests too deep to parse") from None
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"invalid JSON text encoding: {exc}") from None
+    except Exception as exc:  # whatever else a hostile text provokes is still a protocol error
+        raise DecodeError(f"undecodable json_numpy text: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _loads(data: bytes | bytearray | memoryview | str, backend: Base64Backend, limits: DecodeLimits) -> Any:
     if isinstance(data, (bytearray, memoryview)):
         data = bytes(data)
+    limits.check_message(len(data), "json_numpy text")
     if isinstance(data, str):
         if len(data) >= _FAST_PATH_MIN_BYTES and data.isascii():
             data = data.encode("ascii")
         else:
-            return json.loads(data, object_hook=lambda fields: _revive(fields, backend))
+            return _parse(data, lambda fields: _revive(fields, backend, limits), limits)
     if len(data) >= _FAST_PATH_MIN_BYTES:
-        found = _loads_cut(data, backend)
+        found = _loads_cut(data, backend, limits)
         if found is not None:
             return found[0]
-    return json.loads(data, object_hook=lambda fields: _revive(fields, backend))
+    return _parse(data, lambda fields: _revive(fields, backend, limits), limits)
 
 
-def _revive(fields: dict[str, Any], backend: Base64Backend) -> Any:
+def _parse(text: bytes | str, object_hook: Callable[[dict[str, Any]], Any], limits: DecodeLimits) -> Any:
+    """``json.loads`` within the depth and integer-length limits."""
+    _check_depth(text, limits)
+    max_digits = limits.max_int_digits
+
+    def parse_int(literal: str) -> int:
+        if len(literal) > max_digits:
+            limits.check_int_digits(len(literal.lstrip("-")))
+        return int(literal)
+
+    return json.loads(text, object_hook=object_hook, parse_int=parse_int)
+
+
+def _check_depth(text: bytes | str, limits: DecodeLimits) -> None:
+    """Refuse text nesting deeper than ``max_depth``, before the JSON parser recurses into it.
+
+    Brackets are counted outside JSON strings only; text with no more opening brackets than the
+    limit needs no count at all.
+    """
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if data.count(b"[") + data.count(b"{") <= limits.max_depth:
+        return
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for start in range(0, len(brackets), _DEPTH_BLOCK):
+        steps = _BRACKET_STEP[np.frombuffer(brackets, np.uint8, min(_DEPTH_BLOCK, len(brackets) - start), start)]
+        running = np.cumsum(steps, dtype=np.int64) + depth
+        limits.check_depth(int(running.max()), "json_numpy text")
+        depth = int(running[-1])
+
+
+def _revive(fields: dict[str, Any], backend: Base64Backend, limits: DecodeLimits) -> Any:
     """json_numpy's rule: any JSON object with a ``__numpy__`` key is an array."""
     if ARRAY_KEY not in fields:
         return fields
     text = fields[ARRAY_KEY]
     if not isinstance(text, str):
         raise DecodeError(f"json_numpy object: '__numpy__' must be a base64 str, got {type(text).__name__}")
-    return _array_of(fields, _b64decode(text, backend))
+    return _array_of(fields, text, backend, limits)
 
 
 def _b64decode(text: Any, backend: Base64Backend) -> bytes:
@@ -251,48 +326,39 @@ def _b64decode(text: Any, backend: Base64Backend) -> bytes:
         try:
             return backend.decode_lenient(text)
         except (binascii.Error, ValueError) as exc:
-            raise DecodeError(f"json_numpy object: invalid base64 data: {exc}") from exc
+            raise DecodeError(f"json_numpy object: invalid base64 data: {exc}") from None
 
 
-def _array_of(fields: Mapping[str, Any], raw: bytes) -> NDArray[Any] | np.generic:
+def _array_of(
+    fields: Mapping[str, Any], text: str | memoryview, backend: Base64Backend, limits: DecodeLimits
+) -> NDArray[Any] | np.generic:
+    """The array of a json_numpy object: dtype and shape checked before its base64 is decoded."""
     try:
         descr, shape = fields["dtype"], fields["shape"]
     except KeyError as exc:
         raise DecodeError(f"json_numpy object without {exc.args[0]!r}: keys {sorted(fields)}") from None
-    dtype = _dtype_of(descr)
-    try:
-        array = np.frombuffer(raw, dtype)
-        return array.reshape(shape) if shape else array[0]
-    except (ValueError, TypeError, IndexError) as exc:
-        raise DecodeError(
-            f"json_numpy object: {len(raw)} bytes do not make dtype {descr!r} shape {shape!r}: {exc}"
-        ) from exc
+    cached = _DTYPES.get(descr) if isinstance(descr, str) else None
+    dtype = cached if cached is not None else limits.dtype(descr, "json_numpy object")
+    dims = limits.shape(shape, "json_numpy object")
+    size = limits.array_bytes(dtype, dims, "json_numpy object")
+    if cached is None and isinstance(descr, str) and len(_DTYPES) < 256:
+        _DTYPES[descr] = dtype
+    raw = _b64decode(text, backend)
+    if len(raw) != size:
+        raise DecodeError(f"json_numpy object: {len(raw)} bytes do not make dtype {descr!r} shape {list(dims)}")
+    array = np.frombuffer(raw, dtype)
+    return array.reshape(dims) if dims else array[0]
 
 
 _DTYPES: dict[str, np.dtype[Any]] = {}
-
-
-def _dtype_of(descr: Any) -> np.dtype[Any]:
-    if isinstance(descr, str):
-        dtype = _DTYPES.get(descr)
-        if dtype is not None:
-            return dtype
-    try:
-        dtype = np.dtype(descr) if isinstance(descr, str) else descr_to_dtype(descr)  # type: ignore[no-untyped-call]
-    except (TypeError, ValueError, KeyError, IndexError) as exc:
-        raise DecodeError(f"json_numpy object: invalid dtype {descr!r}: {exc}") from exc
-    if dtype.hasobject:
-        raise DecodeError(f"json_numpy object: dtype {descr!r} holds Python objects; refused")
-    if isinstance(descr, str) and len(_DTYPES) < 256:
-        _DTYPES[descr] = dtype
-    return dtype
+"""Allowed dtypes by their descriptor string, to parse each once."""
 
 
 class _Fallback(Exception):
     """The cut-out fast path met something unusual; decode the whole text the plain way."""
 
 
-def _loads_cut(data: bytes, backend: Base64Backend) -> tuple[Any] | None:
+def _loads_cut(data: bytes, backend: Base64Backend, limits: DecodeLimits) -> tuple[Any] | None:
     """Decode ``data`` with the base64 strings of its arrays cut out before JSON parsing.
 
     Each ``"__numpy__": "..."`` value is replaced by a short placeholder string ``"#<n>"`` and kept
@@ -344,14 +410,14 @@ def _loads_cut(data: bytes, backend: Base64Backend) -> tuple[Any] | None:
             return fields
         index = _placeholder_index(fields[ARRAY_KEY], len(blobs))
         if index is None:
-            return _revive(fields, backend)
+            return _revive(fields, backend, limits)
         if met[index]:
             raise _Fallback
         met[index] = True
-        return _array_of(fields, _b64decode(blobs[index], backend))
+        return _array_of(fields, blobs[index], backend, limits)
 
     try:
-        value = json.loads(b"".join(pieces), object_hook=revive)
+        value = _parse(b"".join(pieces), revive, limits)
     except (_Fallback, json.JSONDecodeError, DecodeError):
         return None
     return (value,) if all(met) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from arena_adapters.options import Option
+from arena_adapters.transport import RETRY_OPTIONS, limit_options, server_limit_options
 from arena_adapters_openvla.observations import (
     DEFAULT_IMAGE_KEY,
     DEFAULT_RESIZE,
@@ -11,21 +12,32 @@ from arena_adapters_openvla.observations import (
     VARIANTS,
 )
 from arena_adapters_openvla.probe import PROBE_INSTRUCTION
+from arena_adapters_openvla.transport import MAX_REPLY_BYTES
 
 PROTOCOL = "openvla"
-
-
 
 VARIANT_OPTION = Option("variant", str, "openvla", "server flavour: 'openvla' (one action) or 'oft' (action chunk)",
                         choices=VARIANTS)
 
+API_KEY_OPTION = Option("api_key", str, None, "bearer token sent as 'Authorization: Bearer KEY' (the reference "
+                        "server's api_key, or an authenticating proxy's)", secret=True)
+
+TLS_OPTIONS = (
+    Option("ca_file", str, None, "PEM file of certificate authorities to trust for https endpoints"),
+    Option("verify", bool, True, "check the https server's certificate (false: accept any, for test servers)"),
+)
+
 TRANSPORT_OPTIONS = (
-    Option("endpoint", str, "http://127.0.0.1:8000", "server URL http://HOST:PORT; comma-separated for replicas"),
-    Option("timeout", float, 30.0, "seconds per HTTP request", above=0),
-    Option("max_concurrency", int, 1, "requests in flight at once per server", minimum=1),
+    Option("endpoint", str, "http://127.0.0.1:8000", "server URL http(s)://HOST:PORT[/prefix]; comma-separated "
+           "for replicas"),
+    Option("timeout", float, 30.0, "seconds for one call: connecting, sending and the whole reply", above=0),
+    Option("max_concurrency", int, 16, "per-env requests in flight at once, per server", minimum=1),
     Option("encoded", bool, False, "send the double-encoded {'encoded': ...} form"),
-    Option("api_key", str, None, "key sent to servers behind an authenticating proxy"),
+    API_KEY_OPTION,
     Option("api_key_header", str, "Authorization", "header carrying api_key ('Bearer KEY' for Authorization)"),
+    *TLS_OPTIONS,
+    *limit_options(max_message_bytes=MAX_REPLY_BYTES),
+    *RETRY_OPTIONS,
 )
 
 OBSERVATION_OPTIONS = (
@@ -51,6 +63,11 @@ SERVER_OPTIONS = (
     Option("action_dim", int, 7, "OFT dummy policy: action width", minimum=1),
     Option("access_log", bool, False, "log every request"),
     Option("log_level", str, "warning", "uvicorn log level"),
+    Option("api_key", str, None, "require 'Authorization: Bearer KEY' on every request (401 otherwise)",
+           secret=True),
+    *server_limit_options(),
+    Option("fault_injector", object, None, "fn(reply_bytes) -> ReplyFault | None, called before each POST /act "
+           "reply (fault-injection tests)"),
 )
 
 PROBE_OPTIONS = (
@@ -62,6 +79,7 @@ PROBE_OPTIONS = (
     Option("state_dim", int, 8, "OFT: width of the synthetic state (0: no state)"),
     Option("action_dim", int, None, "expected action width of the reply (unchecked if unset)"),
     Option("encoded", bool, False, "use the double-encoded {'encoded': ...} form"),
-    Option("api_key", str, None, "key for servers behind an authenticating proxy"),
+    API_KEY_OPTION,
+    *TLS_OPTIONS,
     Option("repeats", int, 3, "extra requests timed for the latency step"),
 )

@@ -6,9 +6,11 @@ an OpenVLA ``deploy.py`` server; add ``variant="oft"`` for an OpenVLA-OFT server
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from arena_adapters import hookimpl
+from arena_adapters.examples import droid_observation
 from arena_adapters.records import (
     ActionTranslatorRecord,
     AdapterRecord,
@@ -17,8 +19,8 @@ from arena_adapters.records import (
     ReferenceServerRecord,
     TransportRecord,
 )
+from arena_adapters.transport import DEADLINES
 from arena_adapters_openvla.actions import OpenVlaActions
-from arena_adapters_openvla.examples import example_observation
 from arena_adapters_openvla.observations import make_observation_translator
 from arena_adapters_openvla.options import (
     ACTION_OPTIONS,
@@ -32,6 +34,9 @@ from arena_adapters_openvla.probe import probe_server
 from arena_adapters_openvla.server import start_reference_server
 from arena_adapters_openvla.transport import HttpTransport
 
+IMAGE_SIZE = 224
+"""The side of the example observation's cameras: what OpenVLA's processor resizes to anyway."""
+
 
 @hookimpl
 def register_transports(register: Any) -> None:
@@ -41,7 +46,7 @@ def register_transports(register: Any) -> None:
         factory=HttpTransport,
         description="HTTP POST /act with json_numpy bodies (OpenVLA / OpenVLA-OFT deploy.py)",
         options=TRANSPORT_OPTIONS,
-        capabilities=frozenset({"concurrent"}),
+        capabilities=frozenset({"concurrent", DEADLINES}),
     ))
 
 
@@ -78,7 +83,7 @@ def register_adapters(register: Any) -> None:
         description="OpenVLA / OpenVLA-OFT deploy.py servers over HTTP + json_numpy (variant=openvla|oft)",
         reference_server="openvla.server",
         probe="openvla.probe",
-        example_observation=example_observation,
+        example_observation=partial(droid_observation, height=IMAGE_SIZE, width=IMAGE_SIZE),
     ))
 
 

@@ -7,15 +7,13 @@ the real upstream ``deploy.py`` servers as well as the reference server.
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from arena_adapters.errors import AdapterError
-from arena_adapters.parts import ProbeReport, ProbeStep
+from arena_adapters.parts import ProbeReport
+from arena_adapters.probing import ProbeRun, StepFailed
 from arena_adapters_openvla.observations import VARIANTS
 from arena_adapters_openvla.transport import HttpTransport
 
@@ -100,12 +98,14 @@ def probe_server(
     action_dim: int | None = None,
     encoded: bool = False,
     api_key: str | None = None,
+    ca_file: str | None = None,
+    verify: bool = True,
     repeats: int = 3,
 ) -> ProbeReport:
     """Probe the server at ``endpoint``; server faults are reported in the steps, never raised.
 
     Args:
-        endpoint: ``http://HOST:PORT`` (comma-separated replicas are each health-checked).
+        endpoint: ``http(s)://HOST:PORT`` of one server.
         timeout: seconds per request.
         variant: ``"openvla"`` (image + instruction, one action) or ``"oft"`` (full image, wrist
             images, state, instruction; an action chunk).
@@ -114,19 +114,20 @@ def probe_server(
         wrist_images, state_dim: the OFT observation's wrist cameras and proprio width.
         action_dim: if set, the action width the reply must have.
         encoded: use the double-encoded ``{"encoded": ...}`` form.
-        api_key: bearer key for servers behind an authenticating proxy.
+        api_key: bearer token for servers that require one.
+        ca_file, verify: TLS settings of ``https`` endpoints.
         repeats: extra requests timed for the latency step (0 to skip it).
     """
-    report = ProbeReport(endpoint=endpoint)
+    run = ProbeRun(endpoint)
     if variant not in VARIANTS:
-        detail = f"variant must be one of {list(VARIANTS)}, got {variant!r}"
-        report.steps.append(ProbeStep("options", False, detail=detail))
-        return report
+        run.fail("options", f"variant must be one of {list(VARIANTS)}, got {variant!r}")
+        return run.report
     try:
-        transport = HttpTransport(endpoint, timeout=timeout, encoded=encoded, api_key=api_key)
+        transport = HttpTransport(endpoint, timeout=timeout, encoded=encoded, api_key=api_key, ca_file=ca_file,
+                                  verify=verify)
     except AdapterError as exc:
-        report.steps.append(ProbeStep("options", False, detail=str(exc)))
-        return report
+        run.fail("options", str(exc))
+        return run.report
     payload = synthetic_payload(
         variant,
         image_size=image_size,
@@ -135,40 +136,28 @@ def probe_server(
         wrist_images=wrist_images,
         state_dim=state_dim,
     )
-    with transport:
-        health = transport.health()
-        report.steps.append(ProbeStep("health GET /openapi.json", health.ok, health.latency_s, health.detail))
-        if not health.ok:
-            return report
-        reply, step = _timed(f"act ({variant} observation)", lambda: transport.infer(payload))
-        report.steps.append(step)
-        if not step.ok:
-            return report
+
+    def health() -> tuple[str, None]:
+        status = transport.health()
+        if not status.ok:
+            raise StepFailed(status.detail)
+        return status.detail, None
+
+    def act() -> tuple[str, Any]:
+        reply = transport.infer(payload)
+        return describe_reply(reply), reply
+
+    def shape() -> tuple[str, None]:
         problem = reply_shape_problem(reply, variant, action_dim)
-        report.steps.append(ProbeStep("reply shape", not problem, 0.0, problem or describe_reply(reply)))
-        if problem or repeats < 1:
-            return report
-        report.steps.append(_latency_step(transport, payload, repeats))
-    return report
+        if problem:
+            raise StepFailed(problem)
+        return describe_reply(reply), None
 
-
-def _timed(name: str, call: Callable[[], Any]) -> tuple[Any, ProbeStep]:
-    started = time.perf_counter()
-    try:
-        value = call()
-    except Exception as exc:
-        return None, ProbeStep(name, False, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
-    latency = time.perf_counter() - started
-    return value, ProbeStep(name, True, latency, describe_reply(value))
-
-
-def _latency_step(transport: HttpTransport, payload: dict[str, Any], repeats: int) -> ProbeStep:
-    latencies = []
-    for _ in range(repeats):
-        _, step = _timed("latency", lambda: transport.infer(payload))
-        if not step.ok:
-            return ProbeStep(f"latency x{repeats}", False, step.latency_s, step.detail)
-        latencies.append(step.latency_s)
-    mean = statistics.fmean(latencies)
-    detail = f"per step: mean {mean * 1e3:.2f} ms, min {min(latencies) * 1e3:.2f} ms, max {max(latencies) * 1e3:.2f} ms"
-    return ProbeStep(f"latency x{repeats}", True, mean, detail)
+    with transport:
+        if not run.step("health GET /openapi.json", health)[0]:
+            return run.report
+        passed, reply = run.step(f"act ({variant} observation)", act)
+        if not passed or not run.step("reply shape", shape)[0] or repeats < 1:
+            return run.report
+        run.latency(f"latency x{repeats}", lambda: transport.infer(payload), repeats)
+    return run.report

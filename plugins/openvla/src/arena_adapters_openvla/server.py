@@ -26,22 +26,32 @@ Requires the ``server`` extra (``pip install arena-adapters-openvla[server]``).
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
 import socket
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import torch
 
-from arena_adapters.binding import BIND_ERRORS, bind_error
-from arena_adapters.errors import ConfigError, TransportError
+from arena_adapters.binding import BIND_ERRORS
+from arena_adapters.errors import ConfigError
 from arena_adapters.importing import import_object
+from arena_adapters.transport import (
+    SERVER_MAX_REQUEST_BYTES,
+    Deadline,
+    DecodeLimits,
+    FaultInjector,
+    ReplyFault,
+    start_failure,
+    wait_ready,
+)
 from arena_adapters_openvla import codec
 from arena_adapters_openvla.dummy_policy import DummyOftPolicy, DummyOpenVlaPolicy
-from arena_adapters_openvla.endpoints import ACT_PATH, OFT_PORT, OPENVLA_PORT
 from arena_adapters_openvla.observations import VARIANTS
+from arena_adapters_openvla.transport import ACT_PATH, OFT_PORT, OPENVLA_PORT
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +59,13 @@ PolicyFn = Callable[[dict[str, Any]], Any]
 
 _ERROR_BODY = b'"error"'
 _JSON = "application/json"
+SERVER_NAME = "OpenVLA reference server"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def resolve_policy(policy: Any, variant: str = "openvla", chunk_size: int = 8, action_dim: int = 7) -> PolicyFn:
@@ -120,14 +137,19 @@ def _to_wire(value: Any) -> Any:
     return value
 
 
-def handle_act(payload: dict[str, Any], policy: PolicyFn, stats: ServerStats) -> bytes:
-    """The ``POST /act`` handler's work, as upstream's ``predict_action``: returns the reply body."""
+def handle_act(
+    payload: dict[str, Any], policy: PolicyFn, stats: ServerStats, limits: DecodeLimits | None = None
+) -> bytes:
+    """The ``POST /act`` handler's work, as upstream's ``predict_action``: returns the reply body.
+
+    The inner text of the double-encoded form is decoded within ``limits`` (the request limits).
+    """
     try:
         double_encoded = "encoded" in payload
         if double_encoded:
             if len(payload) != 1:
                 raise ValueError("Only uses encoded payload!")
-            payload = codec.loads(payload["encoded"])
+            payload = codec.loads(payload["encoded"], limits=limits)
             if not isinstance(payload, dict):
                 raise TypeError(f"the encoded payload is a {type(payload).__name__}, not an object")
         action = _to_wire(stats.call(policy, payload))
@@ -146,21 +168,44 @@ def handle_act(payload: dict[str, Any], policy: PolicyFn, stats: ServerStats) ->
     return body
 
 
-def create_app(policy: PolicyFn, stats: ServerStats | None = None) -> Any:
-    """A FastAPI app with the upstream ``POST /act`` route backed by ``policy``."""
-    from fastapi import FastAPI
+def create_app(policy: PolicyFn, stats: ServerStats | None = None, limits: DecodeLimits | None = None) -> Any:
+    """A FastAPI app with the upstream ``POST /act`` route backed by ``policy``.
+
+    Request bodies are read within ``limits``: a body over ``max_message_bytes`` is answered 413
+    (from its ``Content-Length`` before it is read, or as soon as it grows past the limit).
+    """
+    from fastapi import FastAPI, HTTPException
     from fastapi.responses import Response
     from fastapi.routing import APIRoute
     from starlette.requests import Request
 
     stats = stats if stats is not None else ServerStats()
+    limits = limits or DecodeLimits(max_message_bytes=SERVER_MAX_REQUEST_BYTES)
+    cap = limits.max_message_bytes
+
+    def too_large(size: str) -> HTTPException:
+        return HTTPException(413, detail=f"request body of {size} bytes exceeds max_message_bytes={cap:,}")
 
     class JsonNumpyRequest(Request):
         """Reads the JSON body with the json_numpy codec, as upstream does after ``json_numpy.patch()``."""
 
+        async def body(self) -> bytes:
+            if not hasattr(self, "_body"):
+                declared = self.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > cap:
+                    raise too_large(f"{int(declared):,}")
+                chunks, size = [], 0
+                async for chunk in self.stream():
+                    size += len(chunk)
+                    if size > cap:
+                        raise too_large(f"more than {cap:,}")
+                    chunks.append(chunk)
+                self._body = b"".join(chunks)
+            return self._body
+
         async def json(self) -> Any:
             if not hasattr(self, "_json"):
-                self._json = codec.loads(await self.body())
+                self._json = codec.loads(await self.body(), limits=limits)
             return self._json
 
     class JsonNumpyRoute(APIRoute):
@@ -176,11 +221,113 @@ def create_app(policy: PolicyFn, stats: ServerStats | None = None) -> Any:
     app.router.route_class = JsonNumpyRoute
 
     def act(payload: dict[str, Any]) -> Response:
-        return Response(content=handle_act(payload, policy, stats), media_type=_JSON)
+        return Response(content=handle_act(payload, policy, stats, limits), media_type=_JSON)
 
     app.post(ACT_PATH, response_model=None)(act)
     app.state.stats = stats
     return app
+
+
+class ReplyGuard:
+    """The ASGI layer in front of the app: the bearer token, and injected reply faults.
+
+    With ``api_key`` every request must carry ``Authorization: Bearer <api_key>``; others are
+    answered 401 before the app sees them. With ``fault_injector``, each ``POST /act`` reply's
+    bytes are handed to it before they are sent, and the :class:`~arena_adapters.transport.ReplyFault`
+    it returns is obeyed: ``replace`` sends other bytes, ``silence`` sends nothing (until the server
+    stops), ``close`` drops the connection, ``trickle`` sends the bytes one every ``interval_s``.
+    """
+
+    def __init__(self, app: ASGIApp, api_key: str | None, fault_injector: FaultInjector | None,
+                 stopping: threading.Event) -> None:
+        self.app = app
+        self._expected = f"Bearer {api_key}".encode() if api_key else None
+        self.fault_injector = fault_injector
+        self._stopping = stopping
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._expected is not None and not self._authorised(scope):
+            await _send_reply(send, 401, b'{"detail":"Not authenticated"}',
+                              [(b"www-authenticate", b"Bearer")])
+            return
+        if self.fault_injector is None or scope["path"] != ACT_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        start: Message = {}
+        body = bytearray()
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                body.extend(message.get("body", b""))
+            else:
+                await send(message)
+
+        await self.app(scope, receive, capture)
+        fault = self.fault_injector(bytes(body))
+        await self._reply(fault, start, bytes(body), send)
+
+    def _authorised(self, scope: Scope) -> bool:
+        assert self._expected is not None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                return hmac.compare_digest(value, self._expected)
+        return False
+
+    async def _reply(self, fault: ReplyFault | None, start: Message, body: bytes, send: Send) -> None:
+        if fault is None or fault.kind == "replace":
+            data = body if fault is None else fault.data
+            await send(_with_length(start, len(data)))
+            await send({"type": "http.response.body", "body": data, "more_body": False})
+        elif fault.kind == "close":
+            await _drop_connection(send)
+        elif fault.kind == "silence":
+            while not self._stopping.is_set():
+                await asyncio.sleep(0.05)
+            await _drop_connection(send)
+        elif fault.kind == "trickle":
+            await send(_with_length(start, len(fault.data)))
+            for index in range(len(fault.data)):
+                if self._stopping.is_set():
+                    await _drop_connection(send)
+                    return
+                await send({"type": "http.response.body", "body": fault.data[index:index + 1], "more_body": True})
+                await asyncio.sleep(fault.interval_s)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            raise ValueError(f"unknown reply fault {fault.kind!r}")
+
+
+def _with_length(start: Message, length: int) -> Message:
+    headers = [(name, value) for name, value in start.get("headers", []) if name.lower() != b"content-length"]
+    return {**start, "headers": [*headers, (b"content-length", str(length).encode())]}
+
+
+async def _send_reply(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class _DropConnection(Exception):
+    """Raised after a response start so that the ASGI server closes the connection."""
+
+
+async def _drop_connection(send: Send) -> None:
+    """Close the request's connection without a reply: abort uvicorn's transport (its ``send`` is a
+    bound method of the request cycle that holds it), or else make uvicorn close it."""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if isinstance(transport, asyncio.Transport):
+        transport.abort()
+        await asyncio.sleep(0)  # let the loop report the lost connection before the app returns
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1")]})
+    raise _DropConnection
 
 
 class ReferenceServer:
@@ -191,15 +338,33 @@ class ReferenceServer:
         stats: its :class:`ServerStats` (requests, errors, policy calls in flight).
     """
 
-    def __init__(self, app: Any, sock: socket.socket, host: str, access_log: bool, log_level: str) -> None:
+    def __init__(
+        self,
+        app: Any,
+        sock: socket.socket,
+        host: str,
+        access_log: bool,
+        log_level: str,
+        api_key: str | None = None,
+        fault_injector: FaultInjector | None = None,
+    ) -> None:
         import uvicorn
 
         self.host = host
         self.port = int(sock.getsockname()[1])
         self.stats: ServerStats = app.state.stats
         self._socket = sock
-        self._server = uvicorn.Server(uvicorn.Config(
-            app,
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        ready = self._ready
+
+        class Server(uvicorn.Server):
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets=sockets)
+                ready.set()
+
+        self._server = Server(uvicorn.Config(
+            ReplyGuard(app, api_key, fault_injector, self._stopping),
             host=host,
             port=self.port,
             lifespan="off",
@@ -208,10 +373,14 @@ class ReferenceServer:
             access_log=access_log,
             timeout_graceful_shutdown=2,
         ))
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name=f"openvla-server-{self.port}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._serve, name=f"openvla-server-{self.port}", daemon=True)
         self._stopped = threading.Event()
+
+    def _serve(self) -> None:
+        try:
+            self._server.run(sockets=[self._socket])
+        finally:
+            self._ready.set()  # also when it failed to start: start() then says so at once
 
     @property
     def endpoint(self) -> str:
@@ -220,23 +389,26 @@ class ReferenceServer:
         return f"http://{host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> None:
-        """Start serving in a background thread; return once it accepts connections."""
+        """Start serving in a background thread; return once it accepts connections.
+
+        Raises:
+            TransportError: it did not start within ``timeout`` seconds, or failed to start.
+        """
         self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive():
-                self._socket.close()
-                raise TransportError(f"the OpenVLA reference server on {self.endpoint} failed to start")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TransportError(f"the OpenVLA reference server on {self.endpoint} did not start in {timeout} s")
-            time.sleep(0.005)
+        try:
+            wait_ready(self._ready, Deadline.after(timeout), SERVER_NAME, self.endpoint)
+            if not self._server.started:
+                raise start_failure(SERVER_NAME, self.endpoint, "the server stopped while starting (see its log)")
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """Stop serving and free the port. Idempotent."""
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self._stopping.set()
         self._server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(timeout=5)
@@ -266,6 +438,11 @@ def start_reference_server(
     action_dim: int = 7,
     access_log: bool = False,
     log_level: str = "warning",
+    api_key: str | None = None,
+    max_message_bytes: int = SERVER_MAX_REQUEST_BYTES,
+    max_array_bytes: int = DecodeLimits.max_array_bytes,
+    max_depth: int = DecodeLimits.max_depth,
+    fault_injector: FaultInjector | None = None,
 ) -> ReferenceServer:
     """Start an OpenVLA-compatible ``POST /act`` server in a background thread and return it listening.
 
@@ -279,24 +456,36 @@ def start_reference_server(
         chunk_size, action_dim: the OFT dummy policy's chunk shape (LIBERO 8x7, ALOHA 25x14, BRIDGE 5x7).
         access_log: log every request (uvicorn's access log).
         log_level: uvicorn's log level.
+        api_key: require ``Authorization: Bearer <api_key>`` on every request (else 401).
+        max_message_bytes, max_array_bytes, max_depth: the limits requests are decoded within
+            (a body over ``max_message_bytes`` is answered 413).
+        fault_injector: ``fn(reply_bytes) -> ReplyFault | None`` called before each ``POST /act``
+            reply (see :class:`ReplyGuard`).
+
+    Raises:
+        ConfigError: a bad variant or policy.
+        TransportError: the server cannot listen on ``host:port`` or did not start
+            (:func:`~arena_adapters.transport.start_failure`).
     """
     if variant not in VARIANTS:
         raise ConfigError(f"option 'variant': expected one of {list(VARIANTS)}, got {variant!r}")
     fn = resolve_policy(policy, variant=variant, chunk_size=chunk_size, action_dim=action_dim)
     if port is None:
         port = OFT_PORT if variant == "oft" else OPENVLA_PORT
+    limits = DecodeLimits(max_message_bytes=max_message_bytes, max_array_bytes=max_array_bytes, max_depth=max_depth)
+    address_text = f"{host}:{port}"
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
     except BIND_ERRORS as exc:
-        raise bind_error("OpenVLA reference server", f"{host}:{port}", exc) from exc
+        raise start_failure(SERVER_NAME, address_text, exc) from None
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
     except BIND_ERRORS as exc:
         sock.close()
-        raise bind_error("OpenVLA reference server", f"{host}:{port}", exc) from exc
-    server = ReferenceServer(create_app(fn), sock, host, access_log=access_log, log_level=log_level)
+        raise start_failure(SERVER_NAME, address_text, exc) from None
+    server = ReferenceServer(create_app(fn, limits=limits), sock, host, access_log=access_log, log_level=log_level,
+                             api_key=api_key, fault_injector=fault_injector)
     server.start()
     return server
-
