@@ -13,7 +13,11 @@ Same app stack as upstream (FastAPI under uvicorn) and the same behaviour:
   from FastAPI itself); ``GET /openapi.json`` answers 200 (the server has no health route).
 
 Unlike upstream it never monkeypatches the ``json`` module: the app reads bodies with this plugin's
-codec through a custom request class.
+codec through a custom request class, within request limits (a body over ``max_message_bytes`` is
+answered 413, from its ``Content-Length`` before it is read; one beyond the decode limits 400). It
+can require a bearer token (``api_key``: 401 otherwise), and a ``fault_injector`` turns its replies
+hostile for tests (:class:`ReplyGuard`). Start-up failures are the kit's
+:func:`~arena_adapters.transport.start_failure`.
 
 The policy is any callable ``policy(payload: dict) -> np.ndarray | list[np.ndarray]`` (payload as
 the upstream model code gets it: ``image``/``instruction``/``unnorm_key``, or the OFT observation),
