@@ -26,7 +26,8 @@ from __future__ import annotations
 import binascii
 import json
 import re
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -216,6 +217,7 @@ _BRACKET_STEP = np.zeros(256, dtype=np.int8)
 _BRACKET_STEP[list(b"[{")] = 1
 _BRACKET_STEP[list(b"]}")] = -1
 _DEPTH_BLOCK = 1 << 20
+_DIGITS = b"0123456789"
 
 
 def decode(
@@ -265,22 +267,40 @@ def loads(
 def _loads(data: bytes | bytearray | memoryview | str, backend: Base64Backend, limits: DecodeLimits) -> Any:
     if isinstance(data, (bytearray, memoryview)):
         data = bytes(data)
-    limits.check_message(len(data), "json_numpy text")
+    if len(data) > limits.max_message_bytes:
+        limits.check_message(len(data), "json_numpy text")
     if isinstance(data, str):
         if len(data) >= _FAST_PATH_MIN_BYTES and data.isascii():
             data = data.encode("ascii")
         else:
-            return _parse(data, lambda fields: _revive(fields, backend, limits), limits)
+            return _parse(data, backend, limits, cut=False)
     if len(data) >= _FAST_PATH_MIN_BYTES:
         found = _loads_cut(data, backend, limits)
         if found is not None:
             return found[0]
-    return _parse(data, lambda fields: _revive(fields, backend, limits), limits)
+    return _parse(data, backend, limits, cut=False)
 
 
-def _parse(text: bytes | str, object_hook: Callable[[dict[str, Any]], Any], limits: DecodeLimits) -> Any:
-    """``json.loads`` within the depth and integer-length limits."""
-    _check_depth(text, limits)
+class _PerThread(threading.local):
+    """Each thread's JSON decoders, made once per (backend, limits) and path, and the base64 slices
+    the cut-out path's decoder is reviving now."""
+
+    def __init__(self) -> None:
+        self.decoders: dict[tuple[int, int, bool, bool], tuple[Base64Backend, DecodeLimits, json.JSONDecoder]] = {}
+        self.cut: _Cut | None = None
+
+
+_per_thread = _PerThread()
+
+
+def _decoder(backend: Base64Backend, limits: DecodeLimits, *, cut: bool, check_ints: bool) -> json.JSONDecoder:
+    """A decoder reviving json_numpy objects within ``limits`` (for the cut-out path: from the
+    current :class:`_Cut`), checking the length of each integer literal if ``check_ints``; kept
+    per thread, as building one costs more than a small decode."""
+    key = (id(backend), id(limits), cut, check_ints)
+    entry = _per_thread.decoders.get(key)
+    if entry is not None and entry[0] is backend and entry[1] is limits:
+        return entry[2]
     max_digits = limits.max_int_digits
 
     def parse_int(literal: str) -> int:
@@ -288,7 +308,42 @@ def _parse(text: bytes | str, object_hook: Callable[[dict[str, Any]], Any], limi
             limits.check_int_digits(len(literal.lstrip("-")))
         return int(literal)
 
-    return json.loads(text, object_hook=object_hook, parse_int=parse_int)
+    def revive(fields: dict[str, Any]) -> Any:  # _revive, inlined: it runs for every JSON object
+        if ARRAY_KEY not in fields:
+            return fields
+        text = fields[ARRAY_KEY]
+        if type(text) is not str:
+            return _revive(fields, backend, limits)
+        return _array_of(fields, text, backend, limits)
+
+    def revive_cut(fields: dict[str, Any]) -> Any:
+        current = _per_thread.cut
+        return _revive(fields, backend, limits) if current is None else current.revive(fields)
+
+    decoder = json.JSONDecoder(object_hook=revive_cut if cut else revive, parse_int=parse_int if check_ints else None)
+    if len(_per_thread.decoders) >= 32:
+        _per_thread.decoders.clear()
+    _per_thread.decoders[key] = (backend, limits, decoder)
+    return decoder
+
+
+def _parse(text: bytes | str, backend: Base64Backend, limits: DecodeLimits, *, cut: bool) -> Any:
+    """What ``json.loads(text)`` does, with json_numpy objects revived, within the depth and
+    integer-literal limits.
+
+    Integer literals are checked one by one only when the text holds more digits than one literal
+    may have (a check per literal costs more than counting the digits of a small text).
+    """
+    if isinstance(text, str):
+        _check_depth(text, limits)
+        if text.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _decoder(backend, limits, cut=cut, check_ints=True).decode(text)
+    if text.count(b"[") + text.count(b"{") > limits.max_depth:
+        _check_depth(text, limits)
+    check_ints = len(text) - len(text.translate(None, _DIGITS)) > limits.max_int_digits
+    decoder = _decoder(backend, limits, cut=cut, check_ints=check_ints)
+    return decoder.decode(text.decode(json.detect_encoding(text), "surrogatepass"))
 
 
 def _check_depth(text: bytes | str, limits: DecodeLimits) -> None:
@@ -339,15 +394,34 @@ def _array_of(
         raise DecodeError(f"json_numpy object without {exc.args[0]!r}: keys {sorted(fields)}") from None
     cached = _DTYPES.get(descr) if isinstance(descr, str) else None
     dtype = cached if cached is not None else limits.dtype(descr, "json_numpy object")
-    dims = limits.shape(shape, "json_numpy object")
-    size = limits.array_bytes(dtype, dims, "json_numpy object")
     if cached is None and isinstance(descr, str) and len(_DTYPES) < 256:
         _DTYPES[descr] = dtype
+    # The usual shape, a short list of non-negative ints, is sized here; anything else by the kit's
+    # checks (and their messages).
+    size = dtype.itemsize
+    if type(shape) is list and len(shape) <= limits.max_ndim:
+        for dim in shape:
+            if type(dim) is not int or dim < 0:
+                size = _declared_size(dtype, shape, limits)
+                break
+            size *= dim
+        if size > limits.max_array_bytes:
+            size = _declared_size(dtype, shape, limits)
+    else:
+        size = _declared_size(dtype, shape, limits)
     raw = _b64decode(text, backend)
     if len(raw) != size:
-        raise DecodeError(f"json_numpy object: {len(raw)} bytes do not make dtype {descr!r} shape {list(dims)}")
-    array = np.frombuffer(raw, dtype)
-    return array.reshape(dims) if dims else array[0]
+        raise DecodeError(f"json_numpy object: {len(raw)} bytes do not make dtype {descr!r} shape {shape!r}")
+    if shape:
+        array: NDArray[Any] = np.ndarray(shape, dtype, raw)  # a read-only C-order view of the decoded bytes
+        return array
+    return np.frombuffer(raw, dtype)[0]  # type: ignore[no-any-return]
+
+
+def _declared_size(dtype: np.dtype[Any], shape: Any, limits: DecodeLimits) -> int:
+    """The bytes an array of ``dtype`` and ``shape`` needs; ProtocolError for a malformed shape or
+    one over ``max_ndim`` or ``max_array_bytes``."""
+    return limits.array_bytes(dtype, limits.shape(shape, "json_numpy object"), "json_numpy object")
 
 
 _DTYPES: dict[str, np.dtype[Any]] = {}
@@ -403,24 +477,38 @@ def _loads_cut(data: bytes, backend: Base64Backend, limits: DecodeLimits) -> tup
     if not blobs:
         return None
     pieces.append(view[copied:])
-    met = [False] * len(blobs)
-
-    def revive(fields: dict[str, Any]) -> Any:
-        if ARRAY_KEY not in fields:
-            return fields
-        index = _placeholder_index(fields[ARRAY_KEY], len(blobs))
-        if index is None:
-            return _revive(fields, backend, limits)
-        if met[index]:
-            raise _Fallback
-        met[index] = True
-        return _array_of(fields, blobs[index], backend, limits)
-
+    current = _Cut(blobs, backend, limits)
+    _per_thread.cut = current
     try:
-        value = _parse(b"".join(pieces), revive, limits)
+        value = _parse(b"".join(pieces), backend, limits, cut=True)
     except (_Fallback, json.JSONDecodeError, DecodeError):
         return None
-    return (value,) if all(met) else None
+    finally:
+        _per_thread.cut = None
+    return (value,) if all(current.met) else None
+
+
+class _Cut:
+    """The base64 slices cut out of a text, revived as the parser meets their placeholders."""
+
+    __slots__ = ("backend", "blobs", "limits", "met")
+
+    def __init__(self, blobs: list[memoryview], backend: Base64Backend, limits: DecodeLimits) -> None:
+        self.blobs = blobs
+        self.met = [False] * len(blobs)
+        self.backend = backend
+        self.limits = limits
+
+    def revive(self, fields: dict[str, Any]) -> Any:
+        if ARRAY_KEY not in fields:
+            return fields
+        index = _placeholder_index(fields[ARRAY_KEY], len(self.blobs))
+        if index is None:
+            return _revive(fields, self.backend, self.limits)
+        if self.met[index]:
+            raise _Fallback
+        self.met[index] = True
+        return _array_of(fields, self.blobs[index], self.backend, self.limits)
 
 
 def _escaped(data: bytes, quote_at: int) -> bool:
