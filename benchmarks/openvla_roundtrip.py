@@ -8,10 +8,10 @@ send it. Compared, per env request:
   docstring; a new connection per request), emulated without patching as ``requests.post(data=
   json_numpy.dumps(payload))`` plus ``json_numpy.loads``;
 - the same with a keep-alive ``requests.Session``;
-- our transport alone (``HttpTransport.infer``: codec + httpx keep-alive);
+- our transport alone (``HttpTransport.infer``: codec + a keep-alive HTTP/1.1 connection);
 - ``load_policy("openvla")`` end to end: observation translation from a (num_envs, 224, 224, 3)
   tensor, HTTP, action translation into the scheduler, for 1 and 8 envs (8 envs: one request per
-  env, max_concurrency 1 and 2).
+  env, one after another with max_concurrency=1, and concurrently by default).
 
     python benchmarks/openvla_roundtrip.py [--steps 400] [--rounds 8] [--endpoint http://127.0.0.1:8000]
 
@@ -99,7 +99,7 @@ def main() -> None:
 
         one_env, policy_1 = policy_step(1, 1)
         eight_envs, policy_8 = policy_step(8, 1)
-        eight_envs_2, policy_8c = policy_step(8, 2)
+        eight_envs_2, policy_8c = policy_step(8, 16)
         assert torch.equal(one_env()[0], torch.tensor(expected, dtype=torch.float32))
 
         def upstream_eight_envs() -> Any:
@@ -111,8 +111,8 @@ def main() -> None:
             ("HttpTransport.infer (ours)", ours_transport, 1),
             ("load_policy get_action, 1 env", one_env, 1),
             ("requests.Session + json_numpy, 8 envs", upstream_eight_envs, 8),
-            ("load_policy get_action, 8 envs", eight_envs, 8),
-            ("load_policy, 8 envs, max_concurrency=2", eight_envs_2, 8),
+            ("load_policy, 8 envs, max_concurrency=1", eight_envs, 8),
+            ("load_policy, 8 envs (default: concurrent)", eight_envs_2, 8),
         ]
         server = "the server" if args.endpoint else "the reference server"
         print(f"openvla round trips to {server} at {endpoint} (separate process, dummy policy), "
