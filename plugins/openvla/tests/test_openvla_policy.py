@@ -118,6 +118,15 @@ def test_max_concurrency_overlaps_the_envs_requests(
     assert server.stats.max_in_flight == 3
 
 
+def test_by_default_the_envs_requests_are_in_flight_together(
+    start_server: ServerFactory, make_observation: MakeObservation
+) -> None:
+    server = start_server(InFlightBarrier(4))
+    with aa.load_policy("openvla", endpoint=server.endpoint) as policy:
+        policy.get_action(make_observation(4, height=8, width=8))
+    assert server.stats.max_in_flight == 4
+
+
 def test_bad_observations_fail_before_anything_is_sent(
     openvla_server: ReferenceServer, make_observation: MakeObservation
 ) -> None:

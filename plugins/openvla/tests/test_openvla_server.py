@@ -15,6 +15,7 @@ import torch
 from arena_adapters_openvla.server import ReferenceServer, resolve_policy, start_reference_server
 
 from arena_adapters.errors import ConfigError, TransportError
+from arena_adapters.transport import ReplyFault
 
 ServerFactory = Callable[..., ReferenceServer]
 IMAGE = (np.arange(224 * 224 * 3) % 251).astype(np.uint8).reshape(224, 224, 3)
@@ -107,3 +108,18 @@ def test_a_busy_port_is_the_kits_start_failure(openvla_server: ReferenceServer) 
 def test_bad_server_variant_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="variant"):
         start_reference_server(port=0, variant="pi0")
+
+
+def test_a_fault_injector_that_is_not_callable_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="fault_injector"):
+        start_reference_server(port=0, fault_injector=42)  # type: ignore[arg-type]
+
+
+def reply_one(reply: bytes) -> ReplyFault:
+    """A fault injector for the test below: every reply becomes the action [1.0]."""
+    return ReplyFault("replace", b'{"__numpy__":"AAAAAAAA8D8=","dtype":"<f8","shape":[1]}')
+
+
+def test_a_fault_injector_may_be_named_by_module_and_attribute(start_server: ServerFactory) -> None:
+    server = start_server(fault_injector=f"{__name__}:reply_one")
+    assert _post_with_json_numpy(server.endpoint, {"image": IMAGE, "instruction": "x"}).tolist() == [1.0]

@@ -273,7 +273,18 @@ class ReplyGuard:
 
         await self.app(scope, receive, capture)
         fault = self.fault_injector(bytes(body))
-        await self._reply(fault, start, bytes(body), send)
+        await self._reply(fault, start, bytes(body), receive, send)
+
+    async def _client_left(self, receive: Receive) -> bool:
+        """Wait until the client disconnects (True) or the server stops (False)."""
+        while not self._stopping.is_set():
+            try:
+                message = await asyncio.wait_for(receive(), 0.05)
+            except asyncio.TimeoutError:
+                continue
+            if message["type"] == "http.disconnect":
+                return True
+        return False
 
     def _authorised(self, scope: Scope) -> bool:
         assert self._expected is not None
@@ -282,7 +293,8 @@ class ReplyGuard:
                 return hmac.compare_digest(value, self._expected)
         return False
 
-    async def _reply(self, fault: ReplyFault | None, start: Message, body: bytes, send: Send) -> None:
+    async def _reply(self, fault: ReplyFault | None, start: Message, body: bytes, receive: Receive,
+                     send: Send) -> None:
         if fault is None or fault.kind == "replace":
             data = body if fault is None else fault.data
             await send(_with_length(start, len(data)))
@@ -290,9 +302,8 @@ class ReplyGuard:
         elif fault.kind == "close":
             await _drop_connection(send)
         elif fault.kind == "silence":
-            while not self._stopping.is_set():
-                await asyncio.sleep(0.05)
-            await _drop_connection(send)
+            if not await self._client_left(receive):
+                await _drop_connection(send)
         elif fault.kind == "trickle":
             await send(_with_length(start, len(fault.data)))
             for index in range(len(fault.data)):
@@ -446,7 +457,7 @@ def start_reference_server(
     max_message_bytes: int = SERVER_MAX_REQUEST_BYTES,
     max_array_bytes: int = DecodeLimits.max_array_bytes,
     max_depth: int = DecodeLimits.max_depth,
-    fault_injector: FaultInjector | None = None,
+    fault_injector: FaultInjector | str | None = None,
 ) -> ReferenceServer:
     """Start an OpenVLA-compatible ``POST /act`` server in a background thread and return it listening.
 
@@ -464,7 +475,7 @@ def start_reference_server(
         max_message_bytes, max_array_bytes, max_depth: the limits requests are decoded within
             (a body over ``max_message_bytes`` is answered 413).
         fault_injector: ``fn(reply_bytes) -> ReplyFault | None`` called before each ``POST /act``
-            reply (see :class:`ReplyGuard`).
+            reply (see :class:`ReplyGuard`), or its ``"module:attr"``.
 
     Raises:
         ConfigError: a bad variant or policy.
@@ -473,6 +484,11 @@ def start_reference_server(
     """
     if variant not in VARIANTS:
         raise ConfigError(f"option 'variant': expected one of {list(VARIANTS)}, got {variant!r}")
+    if isinstance(fault_injector, str):
+        fault_injector = import_object(fault_injector)
+    if fault_injector is not None and not callable(fault_injector):
+        raise ConfigError(f"option 'fault_injector': expected fn(reply_bytes) -> ReplyFault | None, got "
+                          f"{fault_injector!r}")
     fn = resolve_policy(policy, variant=variant, chunk_size=chunk_size, action_dim=action_dim)
     if port is None:
         port = OFT_PORT if variant == "oft" else OPENVLA_PORT
