@@ -15,6 +15,10 @@ class TestOftContract(AdapterContract):
 
 
 class TestOpenVlaContract(AdapterContract):
-    """OpenVLA: one action per reply, so every env is re-queried at every step."""
+    """OpenVLA: one action per reply, so every env is re-queried at every step. It reads only the
+    external camera of the DROID example observation."""
 
     adapter = "openvla"
+    optional_observation_keys: ClassVar[frozenset[str]] = frozenset(
+        {"camera_obs.wrist_camera_rgb", "policy.joint_pos", "policy.gripper_pos"}
+    )

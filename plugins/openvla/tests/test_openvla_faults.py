@@ -43,11 +43,6 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def _client_threads() -> int:
-    """Threads of this process but the reference server's handler pool (it runs in this process)."""
-    return sum(1 for thread in threading.enumerate() if not thread.name.startswith("AnyIO"))
-
-
 def _timed(call: Callable[[], Any]) -> tuple[BaseException, float]:
     started = time.monotonic()
     with pytest.raises(Exception) as caught:
@@ -265,7 +260,7 @@ def test_close_with_requests_in_flight_returns_at_once_and_leaks_nothing(
     start_server: ServerFactory, envs: int
 ) -> None:
     server = start_server(fault_injector=lambda reply: ReplyFault("silence"))
-    threads_before, fds_before = _client_threads(), _fds()
+    threads_before, fds_before = threading.active_count(), _fds()
     transport = HttpTransport(server.endpoint, timeout=30.0)
     outcome: list[BaseException] = []
     ended = threading.Event()
@@ -291,9 +286,9 @@ def test_close_with_requests_in_flight_returns_at_once_and_leaks_nothing(
     assert "closed" in str(outcome[0])
     caller.join(1.0)
     deadline = time.monotonic() + 2
-    while (_client_threads() > threads_before or _fds() > fds_before) and time.monotonic() < deadline:
+    while (threading.active_count() > threads_before or _fds() > fds_before) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert _client_threads() <= threads_before
+    assert threading.active_count() <= threads_before
     assert _fds() <= fds_before
     with pytest.raises(TransportError, match="closed"):
         transport.infer(PAYLOAD)

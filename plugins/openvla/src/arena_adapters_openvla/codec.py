@@ -16,7 +16,7 @@ views of the decoded bytes, like json_numpy's. Object dtypes are refused in both
 Decoding keeps within :class:`~arena_adapters.transport.DecodeLimits`: the text's size, nesting
 depth and integer literal length, and each array's dtype (the kit's allow-list: no object, void or
 structured types), dimensions and size are checked before anything is allocated for them; an
-array's bytes must be exactly what it declares. Whatever goes wrong is a :class:`DecodeError`.
+array's bytes must be exactly what it declares. Whatever goes wrong is a ``ProtocolError``.
 
 Nothing here touches the ``json`` module's globals (no ``json_numpy.patch()``).
 """
@@ -55,8 +55,9 @@ class EncodeError(ProtocolError, TypeError):
     """A value cannot be written as json_numpy JSON (an object dtype, an unsupported type)."""
 
 
-class DecodeError(ProtocolError):
-    """Bytes are not json_numpy JSON: invalid JSON, or an array object that cannot be rebuilt."""
+DecodeError = ProtocolError
+"""What decoding raises when bytes are not json_numpy JSON within the limits: the core's
+ProtocolError itself (the name is kept for callers of earlier versions)."""
 
 
 # --------------------------------------------------------------------------------------- encoding
@@ -234,8 +235,8 @@ def decode(
     shape declare.
 
     Raises:
-        ProtocolError: a limit exceeded; :class:`DecodeError` (a ProtocolError): invalid JSON or an
-            array object that cannot be rebuilt. No other exception leaves this function.
+        ProtocolError: invalid JSON, a limit exceeded, or an array object that cannot be rebuilt.
+            No other exception leaves this function.
     """
     try:
         return loads(data, backend=backend, limits=limits)

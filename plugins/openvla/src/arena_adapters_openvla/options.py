@@ -67,7 +67,9 @@ SERVER_OPTIONS = (
            secret=True),
     *server_limit_options(),
     Option("fault_injector", object, None, "fn(reply_bytes) -> ReplyFault | None, called before each POST /act "
-           "reply (fault-injection tests)"),
+           "reply (fault-injection tests), or its 'module:attr'"),
+    Option("handler_threads", int, 40, "policy calls that can run at once (threads started with the server)",
+           minimum=1),
 )
 
 PROBE_OPTIONS = (

@@ -16,8 +16,8 @@ Unlike upstream it never monkeypatches the ``json`` module: the app reads bodies
 codec through a custom request class, within request limits (a body over ``max_message_bytes`` is
 answered 413, from its ``Content-Length`` before it is read; one beyond the decode limits 400). It
 can require a bearer token (``api_key``: 401 otherwise), and a ``fault_injector`` turns its replies
-hostile for tests (:class:`ReplyGuard`). Start-up failures are the kit's
-:func:`~arena_adapters.transport.start_failure`.
+hostile for tests (:class:`ReplyGuard`). Start-up failures are the core's TransportErrors
+(:func:`~arena_adapters.binding.bind_error`, :func:`~arena_adapters.transport.start_failure`).
 
 The policy is any callable ``policy(payload: dict) -> np.ndarray | list[np.ndarray]`` (payload as
 the upstream model code gets it: ``image``/``instruction``/``unnorm_key``, or the OFT observation),
@@ -33,14 +33,16 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import queue
 import socket
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 import torch
 
-from arena_adapters.binding import BIND_ERRORS
+from arena_adapters.binding import BIND_ERRORS, bind_error
 from arena_adapters.errors import ConfigError
 from arena_adapters.importing import import_object
 from arena_adapters.transport import (
@@ -60,6 +62,7 @@ from arena_adapters_openvla.transport import ACT_PATH, OFT_PORT, OPENVLA_PORT
 logger = logging.getLogger(__name__)
 
 PolicyFn = Callable[[dict[str, Any]], Any]
+T = TypeVar("T")
 
 _ERROR_BODY = b'"error"'
 _JSON = "application/json"
@@ -172,11 +175,55 @@ def handle_act(
     return body
 
 
-def create_app(policy: PolicyFn, stats: ServerStats | None = None, limits: DecodeLimits | None = None) -> Any:
+class HandlerThreads:
+    """The threads the ``POST /act`` handler runs on, all started up front.
+
+    Upstream runs its handler on FastAPI's thread pool, which starts threads on demand (and keeps
+    idle ones for a while); these are a fixed number of daemon threads started with the server, so
+    that a server in a client's process does not change the client's thread count mid-test, and a
+    stuck policy call never holds interpreter exit. Concurrent requests are still concurrent
+    policy calls, up to ``count`` at once (FastAPI's default pool has 40).
+    """
+
+    def __init__(self, count: int, name: str) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{index}", daemon=True)
+                         for index in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, function = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(function())
+                except BaseException as exc:  # handed to the awaiting request
+                    future.set_exception(exc)
+
+    async def run(self, function: Callable[[], T]) -> T:
+        """``function()`` on one of the threads, awaited."""
+        future: Future[T] = Future()
+        self._queue.put((future, function))
+        return await asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        """Let every thread end after its current call. Idempotent; does not wait."""
+        for _ in self._threads:
+            self._queue.put(None)
+
+
+def create_app(
+    policy: PolicyFn,
+    stats: ServerStats | None = None,
+    limits: DecodeLimits | None = None,
+    threads: HandlerThreads | None = None,
+) -> Any:
     """A FastAPI app with the upstream ``POST /act`` route backed by ``policy``.
 
     Request bodies are read within ``limits``: a body over ``max_message_bytes`` is answered 413
-    (from its ``Content-Length`` before it is read, or as soon as it grows past the limit).
+    (from its ``Content-Length`` before it is read, or as soon as it grows past the limit). The
+    handler runs on ``threads`` (default: FastAPI's own thread pool, as upstream).
     """
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import Response
@@ -224,10 +271,19 @@ def create_app(policy: PolicyFn, stats: ServerStats | None = None, limits: Decod
     app = FastAPI()
     app.router.route_class = JsonNumpyRoute
 
-    def act(payload: dict[str, Any]) -> Response:
-        return Response(content=handle_act(payload, policy, stats, limits), media_type=_JSON)
+    if threads is None:
+        def act(payload: dict[str, Any]) -> Response:
+            return Response(content=handle_act(payload, policy, stats, limits), media_type=_JSON)
 
-    app.post(ACT_PATH, response_model=None)(act)
+        app.post(ACT_PATH, response_model=None)(act)
+    else:
+        pool = threads
+
+        async def act_on_threads(payload: dict[str, Any]) -> Response:
+            body = await pool.run(lambda: handle_act(payload, policy, stats, limits))
+            return Response(content=body, media_type=_JSON)
+
+        app.post(ACT_PATH, response_model=None)(act_on_threads)
     app.state.stats = stats
     return app
 
@@ -362,9 +418,11 @@ class ReferenceServer:
         log_level: str,
         api_key: str | None = None,
         fault_injector: FaultInjector | None = None,
+        threads: HandlerThreads | None = None,
     ) -> None:
         import uvicorn
 
+        self._threads = threads
         self.host = host
         self.port = int(sock.getsockname()[1])
         self.stats: ServerStats = app.state.stats
@@ -424,6 +482,8 @@ class ReferenceServer:
             return
         self._stopped.set()
         self._stopping.set()
+        if self._threads is not None:
+            self._threads.close()
         self._server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(timeout=5)
@@ -458,6 +518,7 @@ def start_reference_server(
     max_array_bytes: int = DecodeLimits.max_array_bytes,
     max_depth: int = DecodeLimits.max_depth,
     fault_injector: FaultInjector | str | None = None,
+    handler_threads: int = 40,
 ) -> ReferenceServer:
     """Start an OpenVLA-compatible ``POST /act`` server in a background thread and return it listening.
 
@@ -476,10 +537,12 @@ def start_reference_server(
             (a body over ``max_message_bytes`` is answered 413).
         fault_injector: ``fn(reply_bytes) -> ReplyFault | None`` called before each ``POST /act``
             reply (see :class:`ReplyGuard`), or its ``"module:attr"``.
+        handler_threads: policy calls that can run at once (:class:`HandlerThreads`).
 
     Raises:
         ConfigError: a bad variant or policy.
-        TransportError: the server cannot listen on ``host:port`` or did not start
+        TransportError: the server cannot listen on ``host:port``
+            (:func:`~arena_adapters.binding.bind_error`) or did not start
             (:func:`~arena_adapters.transport.start_failure`).
     """
     if variant not in VARIANTS:
@@ -498,14 +561,15 @@ def start_reference_server(
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
     except BIND_ERRORS as exc:
-        raise start_failure(SERVER_NAME, address_text, exc) from None
+        raise bind_error(SERVER_NAME, address_text, exc) from None
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
     except BIND_ERRORS as exc:
         sock.close()
-        raise start_failure(SERVER_NAME, address_text, exc) from None
-    server = ReferenceServer(create_app(fn, limits=limits), sock, host, access_log=access_log, log_level=log_level,
-                             api_key=api_key, fault_injector=fault_injector)
+        raise bind_error(SERVER_NAME, address_text, exc) from None
+    threads = HandlerThreads(handler_threads, f"openvla-handler-{sock.getsockname()[1]}")
+    server = ReferenceServer(create_app(fn, limits=limits, threads=threads), sock, host, access_log=access_log,
+                             log_level=log_level, api_key=api_key, fault_injector=fault_injector, threads=threads)
     server.start()
     return server
