@@ -187,6 +187,13 @@ class HttpConnection:
                 sock.close()
 
     @property
+    def closed(self) -> bool:
+        """True when this connection cannot carry another request: aborted, or closed by the server
+        (``Connection: close``, or while idle). The kit's pool then opens a new one."""
+        sock = self._sock
+        return self._aborted or sock is None or (not self._busy and _has_input(sock))
+
+    @property
     def url(self) -> str:
         """The endpoint's URL."""
         return self.endpoint.url

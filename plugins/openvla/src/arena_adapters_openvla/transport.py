@@ -81,7 +81,7 @@ class HttpTransport(ClientTransport):
 
     protocol_title = "OpenVLA"
     schemes = ("http", "https")
-    default_port = OPENVLA_PORT
+    default_port = {"http": OPENVLA_PORT, "https": HTTPS_PORT}
     endpoint_path = True
     per_env_requests = True
 
@@ -173,12 +173,11 @@ class HttpTransport(ClientTransport):
 
 
 def _base_url(endpoint: str) -> str:
-    """``endpoint`` with the port it defaults to written out (443 for https) and without ``/act``."""
+    """``endpoint`` with its default port written out and without a trailing ``/act``."""
     if not isinstance(endpoint, str):
         raise ConfigError(f"option 'endpoint': expected one address like http://HOST:PORT, got {endpoint!r}")
-    secure = endpoint.strip().lower().startswith("https://")
     parsed = parse_endpoint(endpoint, schemes=HttpTransport.schemes, allow_path=True,
-                            default_port=HTTPS_PORT if secure else OPENVLA_PORT)
+                            default_port=HttpTransport.default_port)
     if parsed.path.endswith(ACT_PATH):
         parsed = replace(parsed, path=parsed.path[: -len(ACT_PATH)])
     if any(ord(char) <= 32 or ord(char) >= 127 or char in "?#" for char in parsed.path):
