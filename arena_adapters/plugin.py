@@ -95,6 +95,7 @@ from arena_adapters.records import (
     TransportRecord,
 )
 from arena_adapters.transport import (
+    BIND_ERRORS,
     DEADLINES,
     RETRY_OPTIONS,
     ClientTransport,
@@ -123,6 +124,7 @@ Register = Callable[[RecordT], None]
 
 __all__ = [
     "ANY_PROTOCOL",
+    "BIND_ERRORS",
     "DEADLINES",
     "RETRY_OPTIONS",
     "ActionError",

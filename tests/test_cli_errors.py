@@ -66,8 +66,9 @@ def test_serve_on_a_busy_port_is_a_clean_transport_error(adapter: str, busy_port
     assert main(["serve", adapter, "--port", str(busy_port)]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith("arena-adapters serve: TransportError: ")
-    assert "reference server cannot bind" in captured.err and str(busy_port) in captured.err
-    assert "Choose another port" in captured.err and "Traceback" not in captured.err
+    assert "reference server cannot serve on" in captured.err and str(busy_port) in captured.err
+    assert "the port is in use" in captured.err
+    assert "pick another --port" in captured.err and "Traceback" not in captured.err
     assert "serving" not in captured.out
 
 

@@ -20,6 +20,7 @@ from arena_adapters.transport.limits import ALLOWED_DTYPE_KINDS, DecodeLimits, l
 from arena_adapters.transport.replicas import ReplicaSet, ReplicaStats
 from arena_adapters.transport.retry import RETRY_OPTIONS, RetryPolicy
 from arena_adapters.transport.serving import (
+    BIND_ERRORS,
     SERVER_MAX_REQUEST_BYTES,
     FaultInjector,
     ReplyFault,
@@ -32,6 +33,7 @@ from arena_adapters.transport.watchdog import WatchdogTransport
 
 __all__ = [
     "ALLOWED_DTYPE_KINDS",
+    "BIND_ERRORS",
     "DEADLINES",
     "RETRY_OPTIONS",
     "SERVER_MAX_REQUEST_BYTES",

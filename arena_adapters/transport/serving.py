@@ -33,14 +33,29 @@ def server_limit_options(max_message_bytes: int = SERVER_MAX_REQUEST_BYTES) -> t
     return limit_options(max_message_bytes=max_message_bytes, for_server=True)
 
 
+BIND_ERRORS: tuple[type[BaseException], ...] = (OSError, OverflowError)
+"""What binding a socket raises for a busy port or a bad address (``OSError``) or a port out of range
+(``OverflowError``): catch these around a bind and raise :func:`start_failure` instead."""
+
+
 def start_failure(server: str, address: str, cause: BaseException | str) -> TransportError:
-    """The error a reference server's start-up raises, whatever failed."""
+    """The error a reference server's start-up raises, whatever failed (a bind, a readiness wait),
+    naming the server, the address, the cause and what usually fixes it::
+
+        try:
+            sock.bind(address)
+        except BIND_ERRORS as exc:
+            raise start_failure("MyProto reference server", f"{host}:{port}", exc) from exc
+    """
     detail = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
+    errno = getattr(cause, "errno", None)
     hint = ""
-    if isinstance(cause, OSError) and cause.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
+    if errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows (also ZeroMQ's)
         hint = " (the port is in use: stop the other server or pick another --port; 0 picks a free one)"
-    elif isinstance(cause, OSError) and cause.errno in (13, 10013):
+    elif errno in (13, 10013):
         hint = " (permission denied: ports below 1024 need privileges)"
+    elif isinstance(cause, OverflowError):
+        hint = " (ports are 1-65535; 0 picks a free one)"
     return TransportError(f"{server} cannot serve on {address}: {detail}{hint}", endpoint=address)
 
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import zmq
 
-from arena_adapters.binding import bind_error
 from arena_adapters.importing import import_object
+from arena_adapters.transport import start_failure
 from arena_adapters_gr00t import protocol
 from arena_adapters_gr00t.codec import decode, encode
 from arena_adapters_gr00t.modality import N15_FORM, ModalityConfig, as_modality_configs
@@ -171,7 +171,7 @@ class ReferenceServer:
             sock.close(linger=0)
             self._context.term()
             self._context = None
-            raise bind_error("GR00T reference server", address, exc) from exc
+            raise start_failure("GR00T reference server", address, exc) from exc
         self._socket = sock
         self._endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._running = True

@@ -17,7 +17,7 @@ codec through a custom request class, within request limits (a body over ``max_m
 answered 413, from its ``Content-Length`` before it is read; one beyond the decode limits 400). It
 can require a bearer token (``api_key``: 401 otherwise), and a ``fault_injector`` turns its replies
 hostile for tests (:class:`ReplyGuard`). Start-up failures are the core's TransportErrors
-(:func:`~arena_adapters.binding.bind_error`, :func:`~arena_adapters.transport.start_failure`).
+(:func:`~arena_adapters.transport.start_failure`).
 
 The policy is any callable ``policy(payload: dict) -> np.ndarray | list[np.ndarray]`` (payload as
 the upstream model code gets it: ``image``/``instruction``/``unnorm_key``, or the OFT observation),
@@ -42,10 +42,10 @@ from typing import Any, TypeVar
 
 import torch
 
-from arena_adapters.binding import BIND_ERRORS, bind_error
 from arena_adapters.errors import ConfigError
 from arena_adapters.importing import import_object
 from arena_adapters.transport import (
+    BIND_ERRORS,
     SERVER_MAX_REQUEST_BYTES,
     Deadline,
     DecodeLimits,
@@ -542,7 +542,7 @@ def start_reference_server(
     Raises:
         ConfigError: a bad variant or policy.
         TransportError: the server cannot listen on ``host:port``
-            (:func:`~arena_adapters.binding.bind_error`) or did not start
+            (:func:`~arena_adapters.transport.start_failure`) or did not start
             (:func:`~arena_adapters.transport.start_failure`).
     """
     if variant not in VARIANTS:
@@ -561,13 +561,13 @@ def start_reference_server(
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
     except BIND_ERRORS as exc:
-        raise bind_error(SERVER_NAME, address_text, exc) from None
+        raise start_failure(SERVER_NAME, address_text, exc) from None
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
     except BIND_ERRORS as exc:
         sock.close()
-        raise bind_error(SERVER_NAME, address_text, exc) from None
+        raise start_failure(SERVER_NAME, address_text, exc) from None
     threads = HandlerThreads(handler_threads, f"openvla-handler-{sock.getsockname()[1]}")
     server = ReferenceServer(create_app(fn, limits=limits, threads=threads), sock, host, access_log=access_log,
                              log_level=log_level, api_key=api_key, fault_injector=fault_injector, threads=threads)
