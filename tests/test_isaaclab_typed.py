@@ -227,7 +227,7 @@ def test_policy_runner_drives_gr00t_by_flags(arena: ModuleType, gr00t_server: Se
 def test_a_dead_server_fails_in_the_constructor_with_a_typed_error(arena: ModuleType) -> None:
     baseline = _open_sockets()
     argv = ["--policy_type", OPENPI, "--endpoint", "ws://127.0.0.1:9", "--connect_timeout", "0.5",
-            "--reconnect_attempts", "0", "fake_droid"]
+            "--retry_attempts", "0", "fake_droid"]
     with pytest.raises(AdapterError, match="127.0.0.1:9"):
         arena.main(argv, _env)
     assert _open_sockets() == baseline

@@ -406,7 +406,7 @@ class AdapterContract:
                         policy.get_action(observation)
                         outcome = "accepted"
                     except (ProtocolError, ActionError) as error:
-                        outcome = type(error).__name__
+                        outcome = "ProtocolError" if isinstance(error, ProtocolError) else "ActionError"
                     except AdapterError as error:
                         pytest.fail(f"a hostile reply gave {type(error).__name__}, not ProtocolError: {error}")
                     outcomes[outcome] = outcomes.get(outcome, 0) + 1

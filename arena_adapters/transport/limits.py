@@ -9,6 +9,7 @@ violation is a :class:`~arena_adapters.errors.ProtocolError` naming the limit an
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -111,8 +112,10 @@ class DecodeLimits:
         if not isinstance(spec, (str, np.dtype)) or (isinstance(spec, str) and len(spec) > 32):
             raise ProtocolError(f"{what}: dtype must be a short type string, got {_excerpt(spec)}")
         try:
-            dtype = np.dtype(spec)
-        except (TypeError, ValueError, SyntaxError, OverflowError) as exc:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # numpy deprecations of odd type strings: refused, not printed
+                dtype = np.dtype(spec)
+        except (TypeError, ValueError, SyntaxError, OverflowError, Warning) as exc:
             raise ProtocolError(f"{what}: unreadable dtype {_excerpt(spec)}: {exc}") from None
         if dtype.kind not in ALLOWED_DTYPE_KINDS or dtype.fields is not None or dtype.subdtype is not None:
             raise ProtocolError(f"{what}: dtype {dtype.str!r} is not allowed (only bool, numbers, bytes, str, dates)")
