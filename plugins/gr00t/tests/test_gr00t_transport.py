@@ -74,10 +74,11 @@ def silent_server(free_port: int) -> Iterator[str]:
 
 def test_factory_does_no_io_and_validates_options(free_port: int) -> None:
     transport = Gr00tTransport(f"127.0.0.1:{free_port}", timeout=0.2)
-    assert transport.endpoint == f"tcp://127.0.0.1:{free_port}"
-    assert transport._connection.socket is None  # nothing opened before connect()
+    assert str(transport.endpoint) == f"tcp://127.0.0.1:{free_port}"
+    assert transport.open_connections == 0  # nothing opened before connect()
     transport.close()
-    for bad in ({"timeout": 0}, {"protocol_version": "n2"}, {"endpoint": "http://x:1"}, {"endpoint": "host:99999"}):
+    for bad in ({"timeout": 0}, {"protocol_version": "n2"}, {"endpoint": "http://x:1"}, {"endpoint": "host:99999"},
+                {"array_encoding": "pickle"}):
         with pytest.raises(ConfigError):
             Gr00tTransport(**bad)
 
@@ -106,7 +107,7 @@ def test_all_endpoints(fmt: str, batch: int, start_server: Start, transports: Ca
     transport.reset(None)
     transport.reset(np.array([0, 1]))  # partial reset: nothing sent
     assert server.policy.policy.resets == 2 if fmt == "flat" else server.policy.resets == 2
-    assert transport.call("get_action", {"observation": observation, "options": None})[1] == {}
+    assert transport.call_endpoint("get_action", {"observation": observation, "options": None})[1] == {}
     assert transport.health().ok
     assert transport.kill_server() is None
     server.wait()
@@ -132,7 +133,7 @@ def test_server_errors_are_mapped(start_server: Start, transports: Callable[...,
     assert info.value.server_message == "State key 'joint_position' must be a numpy array of type np.float32. Got float64"
     assert "joint_position" in str(info.value)
     with pytest.raises(ServerError, match="Unknown endpoint: foo"):
-        transport.call("foo", with_data=False)
+        transport.call_endpoint("foo", with_data=False)
     assert transport.ping()["status"] == "ok"  # the socket is still usable after error replies
 
 

@@ -29,20 +29,26 @@ from arena_adapters.records import (
     ReferenceServerRecord,
     TransportRecord,
 )
+from arena_adapters.transport import DEADLINES, RETRY_OPTIONS, limit_options
 from arena_adapters_gr00t import droid, protocol
 from arena_adapters_gr00t.probe import PROBE_OPTIONS, probe_server
 from arena_adapters_gr00t.server import start_reference_server
 from arena_adapters_gr00t.translators import Gr00tActions, Gr00tObservations
-from arena_adapters_gr00t.transport import Gr00tTransport
+from arena_adapters_gr00t.transport import ARRAY_ENCODING_CHOICES, AUTO, Gr00tTransport
 
 PROTOCOL = "gr00t"
 
 TRANSPORT_OPTIONS: tuple[Option, ...] = (
-    Option("endpoint", str, protocol.DEFAULT_ENDPOINT, "server address tcp://HOST:PORT"),
-    Option("timeout", float, 30.0, "seconds to wait for each reply", above=0),
-    Option("api_token", str, None, "API token sent with every request"),
+    Option("endpoint", str, protocol.DEFAULT_ENDPOINT, "server address tcp://HOST:PORT (the port is required)"),
+    Option("timeout", float, 30.0, "seconds one request may take in all", above=0),
+    Option("api_token", str, None, "API token sent with every request", secret=True),
     Option("protocol_version", str, protocol.N16, "server generation: n1.6 (N1.6 and later) or n1.5",
            choices=protocol.PROTOCOL_VERSIONS),
+    Option("array_encoding", str, AUTO, "how request arrays are sent: npy (__ndarray_class__, N1.6), nd "
+           "(msgpack-numpy, N1.7-era servers) or auto (from what the server shows, remembered)",
+           choices=ARRAY_ENCODING_CHOICES),
+    *limit_options(),
+    *RETRY_OPTIONS,
 )
 
 GENERIC_OPTIONS: tuple[Option, ...] = (
@@ -78,7 +84,7 @@ def register_transports(register: Any) -> None:
         factory=Gr00tTransport,
         description="Isaac-GR00T policy server over ZeroMQ REQ/REP + msgpack (N1.6/N1.7, or N1.5)",
         options=TRANSPORT_OPTIONS,
-        capabilities=frozenset({"batched", "reset", "metadata"}),
+        capabilities=frozenset({"batched", "reset", "metadata", DEADLINES}),
     ))
 
 
