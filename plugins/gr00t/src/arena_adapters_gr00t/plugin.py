@@ -29,8 +29,9 @@ from arena_adapters.records import (
     ReferenceServerRecord,
     TransportRecord,
 )
-from arena_adapters.transport import DEADLINES, RETRY_OPTIONS, limit_options
+from arena_adapters.transport import DEADLINES, RETRY_OPTIONS, limit_options, server_limit_options
 from arena_adapters_gr00t import droid, protocol
+from arena_adapters_gr00t.codec import ARRAY_ENCODINGS, NPY
 from arena_adapters_gr00t.probe import PROBE_OPTIONS, probe_server
 from arena_adapters_gr00t.server import start_reference_server
 from arena_adapters_gr00t.translators import Gr00tActions, Gr00tObservations
@@ -59,12 +60,17 @@ GENERIC_OPTIONS: tuple[Option, ...] = (
 )
 
 SERVER_OPTIONS: tuple[Option, ...] = (
-    Option("api_token", str, None, "require this API token on every request"),
+    Option("api_token", str, None, "require this API token on every request", secret=True),
     Option("format", str, None, "flat (like --use-sim-policy-wrapper) or nested; default: flat for the "
            "built-in test policy, a given policy object as is", choices=(None, *protocol.FORMATS)),
     Option("protocol_version", str, protocol.N16, "serve like N1.6 (and later) or N1.5 servers",
            choices=protocol.PROTOCOL_VERSIONS),
     Option("strict", bool, True, "validate observations like upstream's strict Gr00tPolicy"),
+    Option("array_encoding", str, NPY, "the server's era: npy (N1.6 __ndarray_class__ arrays) or nd "
+           "(N1.7-era msgpack-numpy arrays and the __ModalityConfig__ marker)", choices=ARRAY_ENCODINGS),
+    *server_limit_options(),
+    Option("fault_injector", object, None, "f(reply_bytes) -> ReplyFault | None, called before each reply "
+           "(conformance and fault tests)"),
 )
 
 
