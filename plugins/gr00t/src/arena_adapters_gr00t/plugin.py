@@ -17,8 +17,10 @@ per chunk, like the upstream DROID example. For another embodiment::
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+from arena_adapters.examples import droid_observation
 from arena_adapters.hookspecs import hookimpl
 from arena_adapters.options import Option
 from arena_adapters.records import (
@@ -142,7 +144,7 @@ def register_adapters(register: Any) -> None:
         defaults={"execute_steps": 8},
         reference_server="gr00t.server",
         probe="gr00t.probe",
-        example_observation=droid.example_observation,
+        example_observation=partial(droid_observation, height=90, width=160),
     ))
 
 
