@@ -78,9 +78,11 @@ def test_factory_does_no_io_and_validates_options(free_port: int) -> None:
     assert transport.open_connections == 0  # nothing opened before connect()
     transport.close()
     for bad in ({"timeout": 0}, {"protocol_version": "n2"}, {"endpoint": "http://x:1"}, {"endpoint": "host:99999"},
-                {"array_encoding": "pickle"}):
-        with pytest.raises(ConfigError):
+                {"array_encoding": "pickle"}, {"endpoint": "127.0.0.1"}, {"endpoint": "tcp://gpu-1"}):
+        with pytest.raises(ConfigError, match="option '(endpoint|timeout|protocol_version|array_encoding)'"):
             Gr00tTransport(**bad)
+    with pytest.raises(ConfigError, match="has no port; expected tcp://HOST:PORT"):
+        Gr00tTransport("gpu-1")
 
 
 @pytest.mark.parametrize("fmt", ["nested", "flat"])
