@@ -107,6 +107,9 @@ class ReferenceServer:
         self.array_encoding = array_encoding
         self.limits = DecodeLimits(max_message_bytes=max_message_bytes, max_array_bytes=max_array_bytes,
                                    max_depth=max_depth)
+        if fault_injector is not None and not callable(fault_injector):
+            raise ConfigError(f"option 'fault_injector': expected f(reply_bytes) -> ReplyFault | None, "
+                              f"got {fault_injector!r}")
         self.fault_injector = fault_injector
         if isinstance(policy, str):
             policy = import_object(policy)
