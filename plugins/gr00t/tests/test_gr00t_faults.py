@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import zmq
 from arena_adapters_gr00t.codec import encode
-from arena_adapters_gr00t.npy import to_npy
 from arena_adapters_gr00t.server import ReferenceServer
 from arena_adapters_gr00t.transport import Gr00tTransport
 
@@ -32,10 +31,15 @@ from arena_adapters.errors import (
     TransportError,
     TransportTimeout,
 )
+from arena_adapters.examples import droid_observation
 from arena_adapters.transport import ReplyFault
 
 Start = Callable[..., ReferenceServer]
 SLACK_S = 1.5
+
+
+def aa_droid(num_envs: int) -> dict[str, Any]:
+    return droid_observation(num_envs, height=36, width=64)
 
 
 def flat_observation(batch: int) -> dict[str, Any]:
@@ -115,11 +119,6 @@ def test_a_wrong_shape_is_an_action_error(faulty: tuple[ReferenceServer, Faults]
         faults.queue.append(ReplyFault("replace", encode(short)))
         with pytest.raises(ActionError, match=r"action.joint_position.*expected"):
             policy.get_action(aa_droid(2))
-
-
-def aa_droid(num_envs: int) -> dict[str, Any]:
-    from arena_adapters.examples import droid_observation
-    return droid_observation(num_envs, height=36, width=64)
 
 
 def test_nan_actions_name_the_env_ids_and_dims(faulty: tuple[ReferenceServer, Faults]) -> None:
