@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -267,7 +268,18 @@ class ReferenceServer:
                 sock.send(fault.data or reply)
         else:  # silence, close: the request goes unanswered; a fresh REP socket takes the next one
             sock.close(linger=0)
-            self._socket = self._bind(self._endpoint)
+            self._socket = self._rebind()
+
+    def _rebind(self) -> zmq.Socket[Any]:
+        # ZeroMQ releases a closed socket's port in its I/O thread, a moment later.
+        deadline = Deadline.after(_READY_TIMEOUT_S)
+        while True:
+            try:
+                return self._bind(self._endpoint)
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EADDRINUSE or deadline.expired:
+                    raise
+                time.sleep(0.01)
 
     def stop(self) -> None:
         """Stop serving and release the port (idempotent)."""
