@@ -7,6 +7,7 @@ next call must work once the server behaves again.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -95,7 +96,7 @@ def timed(call: Callable[[], Any], error: type[BaseException]) -> tuple[float, B
     (ReplyFault("replace", encode({"error": "model exploded"})), ServerError),
     (ReplyFault("silence"), TransportTimeout),
     (ReplyFault("close"), TransportTimeout),
-    (ReplyFault("trickle", interval_s=3.0), TransportTimeout),
+    (ReplyFault("trickle", b"\x00" * 4, interval_s=0.5), TransportTimeout),  # 2 s for the whole message
 ])
 def test_each_fault_is_typed_in_time_and_the_next_call_recovers(
         fault: ReplyFault, error: type[BaseException], faulty: tuple[ReferenceServer, Faults],
@@ -225,12 +226,13 @@ def test_a_200_mb_reply_never_reaches_memory(free_port: int, transports: Callabl
 
 
 def open_fds() -> int:
+    gc.collect()  # transports of earlier tests, unreferenced but not yet finalized, would count
     return len(os.listdir("/proc/self/fd"))
 
 
 def test_close_with_a_request_in_flight(free_port: int) -> None:
     thread = hostile_rep(free_port, lambda sock, _: sock.poll(10_000))  # takes the request, never answers
-    threads, fds = threading.active_count(), open_fds()
+    fds, threads = open_fds(), threading.active_count()
     transport = Gr00tTransport(f"tcp://127.0.0.1:{free_port}", timeout=30)
     errors: list[BaseException] = []
     ended = threading.Event()
@@ -255,8 +257,8 @@ def test_close_with_a_request_in_flight(free_port: int) -> None:
     with pytest.raises(TransportError, match="closed"):
         transport.ping()  # close is final: nothing reopens
     transport.close()  # idempotent
-    assert threading.active_count() == threads
-    assert open_fds() == fds
+    assert open_fds() <= fds
+    assert threading.active_count() <= threads
     thread.join(12)
 
 
@@ -270,7 +272,7 @@ def test_no_fds_or_threads_leak_across_many_calls_and_timeouts(start_server: Sta
         with Gr00tTransport(f"tcp://127.0.0.1:{free_port}", timeout=0.2) as dead, \
                 pytest.raises(TransportTimeout):
             dead.ping()
-    assert open_fds() == fds and threading.active_count() == threads
+    assert open_fds() <= fds and threading.active_count() <= threads
 
 
 SECRET = "s3cret-T0KEN"

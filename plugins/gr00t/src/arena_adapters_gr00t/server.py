@@ -21,7 +21,8 @@ time, in a background thread of the current process:
 - ``fault_injector``: called with each reply's bytes before it is sent; the
   :class:`~arena_adapters.transport.ReplyFault` it returns is done instead (``replace``; ``silence``
   and ``close`` drop the request and re-bind, since a REP socket must answer before it reads again;
-  ``trickle`` sends after ``interval_s``). For the conformance kit and fault tests.
+  ``trickle`` sends the whole message when its last byte would have arrived, ``interval_s`` per byte,
+  as ZeroMQ delivers messages whole). For the conformance kit and fault tests.
 
 The policy: see :func:`~arena_adapters_gr00t.reference_policy.as_served_policy` (``None`` serves the
 deterministic DROID test policy). Start it with :func:`start_reference_server` or
@@ -263,9 +264,10 @@ class ReferenceServer:
             sock.send(reply)
         elif fault.kind == "replace":
             sock.send(fault.data)
-        elif fault.kind == "trickle":
-            if not self._stop_requested.wait(fault.interval_s):
-                sock.send(fault.data or reply)
+        elif fault.kind == "trickle":  # a ZeroMQ message arrives whole: when its last byte would have
+            data = fault.data or reply
+            if not self._stop_requested.wait(fault.interval_s * len(data)):
+                sock.send(data)
         else:  # silence, close: the request goes unanswered; a fresh REP socket takes the next one
             sock.close(linger=0)
             self._socket = self._rebind()

@@ -47,7 +47,7 @@ from arena_adapters.parts import Health
 from arena_adapters.transport import ClientTransport, Deadline, DecodeLimits, RetryPolicy
 from arena_adapters.transport.limits import MiB
 from arena_adapters_gr00t import protocol
-from arena_adapters_gr00t.codec import ARRAY_ENCODINGS, ND, NPY, decode, encode
+from arena_adapters_gr00t.codec import ARRAY_ENCODINGS, ND, NPY, CodecError, decode, encode
 from arena_adapters_gr00t.modality import MARKER_N16, MARKER_N17, ModalityConfig, as_modality_configs
 
 logger = logging.getLogger(__name__)
@@ -223,7 +223,10 @@ class Gr00tTransport(ClientTransport):
             raise ServerError("the GR00T server replied ERROR (an old server; check that it runs the policy you "
                               "expect)", "ERROR")
         seen: set[str] = set()
-        value = decode(data, limits=self.limits, seen=seen)
+        try:
+            value = decode(data, limits=self.limits, seen=seen)
+        except CodecError as error:
+            raise ProtocolError(error.message) from None
         if seen and self.chosen_encoding is None:
             self._learn_from_reply(seen)
         if isinstance(value, dict) and "error" in value:
