@@ -75,6 +75,10 @@ HOSTILE: dict[str, bytes] = {
     "nd bad dtype": nd_frame("<q" * 40, [1], b"\0" * 8),
     "nd shape not ints": nd_frame("<f8", ["1"], b"\0" * 8),
     "nd data mismatch": nd_frame("<f8", [4], b"\0" * 8),
+    "nd scalar past U+10FFFF": msgpack.packb({"x": {b"nd": False, b"type": "<U1", b"kind": b"",
+                                                   b"data": b"\x00\x00\x00\x01"}}),
+    "npy text past U+10FFFF": npy_map(npy_header("{'descr': '<U1', 'fortran_order': False, 'shape': (2,), }")
+                                      + b"a\0\0\0\x00\x00\x00\x01"),
     "msgpack list of 4G items": b"\xdd\xff\xff\xff\xff",
     "msgpack bin of 4 GB": b"\x81\xa1x\xc6\xff\xff\xff\xff",
     "msgpack deep lists": b"\x91" * 5000 + b"\xc0",

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from arena_adapters.errors import ProtocolError
 from arena_adapters.transport.limits import DecodeLimits
 from arena_adapters_gr00t.modality import MARKER_N16, MARKER_N17, ModalityConfig, is_modality_config_map
-from arena_adapters_gr00t.npy import NpyError, data_buffer, from_npy, header_bytes
+from arena_adapters_gr00t.npy import NpyError, check_code_points, data_buffer, from_npy, header_bytes
 
 NDARRAY_MARKER = "__ndarray_class__"
 NPY_PAYLOAD = "as_npy"
@@ -294,6 +294,7 @@ def _msgpack_numpy_array(obj: dict[Any, Any], limits: DecodeLimits, writable: bo
     if not data:
         return np.zeros(dims, dtype)
     values = np.frombuffer(data, dtype=dtype)
+    check_code_points(values)
     if not is_array:
         return values[0]
     array = values.reshape(dims)

@@ -267,10 +267,21 @@ def from_npy(payload: Any, *, writable: bool = False, limits: DecodeLimits | Non
     if needed == 0:
         return np.zeros(shape, dtype, order="F" if fortran else "C")
     flat = np.frombuffer(payload, dtype=dtype, count=needed // dtype.itemsize, offset=offset)
+    check_code_points(flat)
     array = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
     if writable:
         return array.copy(order="F" if fortran else "C")
     return array
+
+
+def check_code_points(values: NDArray[Any]) -> None:
+    """Refuse a ``U`` (UTF-32) array holding values past U+10FFFF, which numpy cannot turn into str.
+
+    Raises:
+        NpyError: such a code point.
+    """
+    if values.dtype.kind == "U" and values.size and int(values.view(np.uint32).max()) > 0x10FFFF:
+        raise NpyError(f"{values.dtype.str} array holds a value that is not a Unicode code point")
 
 
 def _count(shape: tuple[int, ...]) -> int:
