@@ -291,7 +291,9 @@ def test_process_exits_promptly_with_a_request_pending(mode: str, free_port: int
         process.communicate()
     assert line.strip(), "the script did not get as far as its request"
     assert returncode == 0
-    assert elapsed < 3.0  # a hang (infinite LINGER, blocked term) would take the full 60 s request timeout
+    # A hang (infinite LINGER, blocked term) would take the full 60 s request timeout; a bare
+    # interpreter exit with torch loaded takes ~3 s on a loaded 2-core machine (main's code alike).
+    assert elapsed < 15.0
 
 
 def test_n15_protocol(start_server: Start, transports: Callable[..., Gr00tTransport]) -> None:
