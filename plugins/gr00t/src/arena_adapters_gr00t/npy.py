@@ -20,7 +20,7 @@ import re
 import struct
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -36,7 +36,7 @@ _CACHE_LIMIT = 1024
 _LENGTH_FORMATS = {1: "<H", 2: "<I", 3: "<I"}
 
 _header_cache: dict[tuple[Any, ...], bytes] = {}
-_parse_cache: dict[tuple[bytes, DecodeLimits], tuple[np.dtype[Any], tuple[int, ...], bool]] = {}
+_parse_cache: dict[bytes, tuple[DecodeLimits, _Header]] = {}
 _DEFAULT_LIMITS = DecodeLimits()
 
 
@@ -112,9 +112,21 @@ def to_npy(array: NDArray[Any]) -> bytes:
     return b"".join((header_bytes(array), data_buffer(array)))
 
 
-def _parse_header(payload: Any, limits: DecodeLimits) -> tuple[np.dtype[Any], tuple[int, ...], bool, int]:
-    view = memoryview(payload)
-    if len(view) < 10 or bytes(view[:6]) != MAGIC:
+class _Header(NamedTuple):
+    """A checked ``.npy`` header: what an array of it needs."""
+
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    fortran: bool
+    items: int
+    nbytes: int
+    text: bool
+
+
+def _parse_header(view: memoryview, limits: DecodeLimits) -> tuple[_Header, int]:
+    """The checked header of a ``.npy`` payload and the offset of its data (cached per header
+    text and limits: a stream of arrays of one layout parses each header once)."""
+    if len(view) < 10 or view[:6] != MAGIC:
         raise NpyError("not a .npy payload: the magic string \\x93NUMPY is missing")
     version = view[6]
     if version not in _LENGTH_FORMATS or view[7] != 0:
@@ -124,21 +136,23 @@ def _parse_header(payload: Any, limits: DecodeLimits) -> tuple[np.dtype[Any], tu
     if len(view) < start:
         raise NpyError(f".npy payload of {len(view)} bytes ends inside its header length")
     (header_length,) = struct.unpack_from(length_format, view, 8)
-    limits.check_header(header_length, ".npy header")
+    if header_length > limits.max_header_bytes:
+        limits.check_header(header_length, ".npy header")
     end = start + header_length
     if len(view) < end:
         raise NpyError(f".npy header claims {header_length} bytes, payload has {len(view) - start}")
     raw = bytes(view[start:end])
-    key = (raw, limits)
-    parsed = _parse_cache.get(key)
-    if parsed is None:
-        descr, fortran, shape = parse_header_text(raw, "utf8" if version == 3 else "latin1", limits)
-        dtype, shape = limits.check_array(descr, shape, what=".npy array")
-        parsed = (dtype, shape, fortran)
-        if len(_parse_cache) >= _CACHE_LIMIT:
-            _parse_cache.clear()
-        _parse_cache[key] = parsed
-    return (*parsed, end)
+    cached = _parse_cache.get(raw)
+    if cached is not None and (cached[0] is limits or cached[0] == limits):
+        return cached[1], end
+    descr, fortran, shape = parse_header_text(raw, "utf8" if version == 3 else "latin1", limits)
+    dtype, shape = limits.check_array(descr, shape, what=".npy array")
+    count = _count(shape)
+    header = _Header(dtype, shape, fortran, count, count * dtype.itemsize, dtype.kind == "U")
+    if len(_parse_cache) >= _CACHE_LIMIT:
+        _parse_cache.clear()
+    _parse_cache[raw] = (limits, header)
+    return header, end
 
 
 _KEY = re.compile(r"""\s*(['"])(descr|fortran_order|shape)\1\s*:\s*""")
@@ -253,21 +267,22 @@ def from_npy(payload: Any, *, writable: bool = False, limits: DecodeLimits | Non
         NpyError: a malformed payload, a header or array over the limits, data of another length
             than declared, or a dtype off the allow-list (object, void, ...).
     """
-    limits = limits or _DEFAULT_LIMITS
+    view = memoryview(payload)
     try:
-        dtype, shape, fortran, offset = _parse_header(payload, limits)
+        header, offset = _parse_header(view, limits or _DEFAULT_LIMITS)
     except NpyError:
         raise
     except ProtocolError as error:
         raise NpyError(error.message) from None
-    needed = dtype.itemsize * _count(shape)
-    available = len(memoryview(payload)) - offset
-    if available != needed:
-        raise NpyError(f".npy data of {available:,} bytes, but {dtype.str} {list(shape)} needs {needed:,}")
-    if needed == 0:
+    dtype, shape, fortran = header.dtype, header.shape, header.fortran
+    available = len(view) - offset
+    if available != header.nbytes:
+        raise NpyError(f".npy data of {available:,} bytes, but {dtype.str} {list(shape)} needs {header.nbytes:,}")
+    if header.nbytes == 0:
         return np.zeros(shape, dtype, order="F" if fortran else "C")
-    flat = np.frombuffer(payload, dtype=dtype, count=needed // dtype.itemsize, offset=offset)
-    check_code_points(flat)
+    flat = np.frombuffer(payload, dtype=dtype, count=header.items, offset=offset)
+    if header.text:
+        check_code_points(flat)
     array = flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
     if writable:
         return array.copy(order="F" if fortran else "C")
