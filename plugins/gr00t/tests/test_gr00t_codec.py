@@ -101,7 +101,7 @@ def test_object_arrays_are_never_encoded_or_decoded() -> None:
     header = b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
     header += b" " * (64 - 10 - len(header) - 1) + b"\n"
     payload = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"\x00" * 8
-    with pytest.raises(CodecError, match="object"):
+    with pytest.raises(CodecError, match=r"dtype .\|O. is not allowed"):
         decode(msgpack.packb({"__ndarray_class__": True, "as_npy": payload}))
     pickled = {b"nd": True, b"type": "|O", b"kind": b"O", b"shape": [1], b"data": b"\x80\x04N."}
     with pytest.raises(CodecError, match="kind"):

@@ -52,9 +52,9 @@ def test_only_due_envs_are_queried_in_one_batch(server: ReferenceServer,
         transport = policy.transport
         original = transport.infer
 
-        def counting(request: dict[str, Any]) -> dict[str, Any]:
+        def counting(request: dict[str, Any], deadline: Any = None) -> dict[str, Any]:
             requests.append(len(request["annotation.language.language_instruction"]))
-            return original(request)
+            return original(request, deadline)
 
         transport.infer = counting  # type: ignore[method-assign]
         policy.get_action(observation)

@@ -59,6 +59,24 @@ def test_probe_reports_bad_replies(start_server: Start) -> None:
     assert report.failure.startswith("reply shapes failed: action.joint_position: expected float (B=1, H=32, D)")
 
 
+def test_probe_tries_nested_when_a_permissive_server_takes_flat_with_the_wrong_reply(start_server: Start) -> None:
+    def permissive(observation: dict[str, Any]) -> dict[str, np.ndarray]:  # takes any observation
+        return {"joint_position": np.zeros((1, 32, 7), np.float32), "gripper_position": np.zeros((1, 32, 1), np.float32)}
+
+    permissive.modality_config = ReferenceServer().policy.get_modality_config()  # type: ignore[attr-defined]
+    server = start_server(permissive)
+    report = probe_server(server.endpoint, 5.0, repeat=1)
+    assert report.ok, report.failure
+    assert report.steps[2].detail.startswith("nested observation accepted (flat: reply of the wrong shapes")
+    assert "joint_position float32 (1, 32, 7)" in report.steps[3].detail
+
+
+def test_probe_reports_an_auth_failure_at_get_modality_config(start_server: Start) -> None:
+    server = start_server(api_token="s3cret")
+    report = probe_server(server.endpoint, 5.0, token="wrong", repeat=0)
+    assert not report.ok and "Unauthorized" in report.failure and "wrong" not in report.failure
+
+
 def test_probe_of_a_server_that_describes_nothing_uses_droid(start_server: Start) -> None:
     def fn(observation: dict[str, Any]) -> dict[str, np.ndarray]:
         assert observation["state.joint_position"].shape == (1, 1, 7)

@@ -74,12 +74,15 @@ def silent_server(free_port: int) -> Iterator[str]:
 
 def test_factory_does_no_io_and_validates_options(free_port: int) -> None:
     transport = Gr00tTransport(f"127.0.0.1:{free_port}", timeout=0.2)
-    assert transport.endpoint == f"tcp://127.0.0.1:{free_port}"
-    assert transport._connection.socket is None  # nothing opened before connect()
+    assert str(transport.endpoint) == f"tcp://127.0.0.1:{free_port}"
+    assert transport.open_connections == 0  # nothing opened before connect()
     transport.close()
-    for bad in ({"timeout": 0}, {"protocol_version": "n2"}, {"endpoint": "http://x:1"}, {"endpoint": "host:99999"}):
-        with pytest.raises(ConfigError):
+    for bad in ({"timeout": 0}, {"protocol_version": "n2"}, {"endpoint": "http://x:1"}, {"endpoint": "host:99999"},
+                {"array_encoding": "pickle"}, {"endpoint": "127.0.0.1"}, {"endpoint": "tcp://gpu-1"}):
+        with pytest.raises(ConfigError, match="option '(endpoint|timeout|protocol_version|array_encoding)'"):
             Gr00tTransport(**bad)
+    with pytest.raises(ConfigError, match="has no port; expected tcp://HOST:PORT"):
+        Gr00tTransport("gpu-1")
 
 
 @pytest.mark.parametrize("fmt", ["nested", "flat"])
@@ -106,7 +109,7 @@ def test_all_endpoints(fmt: str, batch: int, start_server: Start, transports: Ca
     transport.reset(None)
     transport.reset(np.array([0, 1]))  # partial reset: nothing sent
     assert server.policy.policy.resets == 2 if fmt == "flat" else server.policy.resets == 2
-    assert transport.call("get_action", {"observation": observation, "options": None})[1] == {}
+    assert transport.call_endpoint("get_action", {"observation": observation, "options": None})[1] == {}
     assert transport.health().ok
     assert transport.kill_server() is None
     server.wait()
@@ -132,7 +135,7 @@ def test_server_errors_are_mapped(start_server: Start, transports: Callable[...,
     assert info.value.server_message == "State key 'joint_position' must be a numpy array of type np.float32. Got float64"
     assert "joint_position" in str(info.value)
     with pytest.raises(ServerError, match="Unknown endpoint: foo"):
-        transport.call("foo", with_data=False)
+        transport.call_endpoint("foo", with_data=False)
     assert transport.ping()["status"] == "ok"  # the socket is still usable after error replies
 
 
@@ -288,7 +291,9 @@ def test_process_exits_promptly_with_a_request_pending(mode: str, free_port: int
         process.communicate()
     assert line.strip(), "the script did not get as far as its request"
     assert returncode == 0
-    assert elapsed < 3.0  # a hang (infinite LINGER, blocked term) would take the full 60 s request timeout
+    # A hang (infinite LINGER, blocked term) would take the full 60 s request timeout; a bare
+    # interpreter exit with torch loaded takes ~3 s on a loaded 2-core machine (main's code alike).
+    assert elapsed < 15.0
 
 
 def test_n15_protocol(start_server: Start, transports: Callable[..., Gr00tTransport]) -> None:

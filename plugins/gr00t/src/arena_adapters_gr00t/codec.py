@@ -1,9 +1,12 @@
-"""The GR00T wire codec: msgpack with numpy arrays as ``.npy`` payloads.
+"""The GR00T wire codec: msgpack with numpy arrays in one of two forms.
 
 :func:`encode` gives exactly the bytes of upstream's ``MsgSerializer.to_bytes`` (msgpack >= 1.0
 defaults, ndarrays as ``{"__ndarray_class__": true, "as_npy": <np.save bytes>}``,
-:class:`~arena_adapters_gr00t.modality.ModalityConfig` as its marker map). It writes msgpack
-itself, emitting array data as buffers that are copied once, into the final frame.
+:class:`~arena_adapters_gr00t.modality.ModalityConfig` as its marker map), or, with
+``arrays="nd"``, arrays as N1.7-era servers read them (msgpack-numpy style: a map with the bin keys
+``nd`` (true), ``type`` (the dtype string), ``kind`` (empty bin), ``shape`` (array of ints) and
+``data`` (the raw C-order bytes), in that order). It writes msgpack itself, emitting array data as
+buffers that are copied once, into the final frame.
 
 :func:`decode` reads what upstream's ``MsgSerializer.from_bytes`` reads, plus the forms other
 GR00T generations write: N1.7-era msgpack-numpy arrays (``{b"nd": true, b"type": "<f4", b"kind": b"",
@@ -14,24 +17,33 @@ and N1.5's JSON-string ``as_json``. Object dtypes are refused: nothing is ever u
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgpack
 import numpy as np
 from numpy.typing import NDArray
 
-from arena_adapters_gr00t.modality import MARKERS, ModalityConfig, is_modality_config_map
-from arena_adapters_gr00t.npy import NpyError, data_buffer, from_npy, header_bytes
+from arena_adapters.errors import ProtocolError
+from arena_adapters.transport.limits import DecodeLimits
+from arena_adapters_gr00t.modality import MARKER_N16, MARKER_N17, ModalityConfig, is_modality_config_map
+from arena_adapters_gr00t.npy import NpyError, check_code_points, data_buffer, from_npy, header_bytes
 
 NDARRAY_MARKER = "__ndarray_class__"
 NPY_PAYLOAD = "as_npy"
+
+NPY = "npy"
+"""Arrays as ``{"__ndarray_class__": true, "as_npy": <.npy bytes>}`` (N1.6 servers and older)."""
+ND = "nd"
+"""Arrays as msgpack-numpy maps ``{b"nd": true, b"type", b"kind", b"shape", b"data"}`` (N1.7-era servers)."""
+ARRAY_ENCODINGS = (NPY, ND)
 
 _pack_double = struct.Struct(">Bd").pack
 _MAX_DEPTH = 511  # msgpack's own nesting limit
 
 
-class CodecError(ValueError):
+class CodecError(ProtocolError, ValueError):
     """A value cannot be encoded, or bytes cannot be decoded, as the GR00T protocol defines them."""
 
 
@@ -133,13 +145,45 @@ def _ndarray_segments(array: NDArray[Any], out: list[Any]) -> None:
         out.append(data if array.nbytes > 1024 else bytes(data))
 
 
+def _bin_key(key: bytes) -> bytes:
+    return _bin_prefix(len(key)) + key
+
+
+_ND_HEAD = _map_prefix(5) + _bin_key(b"nd") + b"\xc3" + _bin_key(b"type")
+_ND_KIND_SHAPE = _bin_key(b"kind") + _bin_prefix(0) + _bin_key(b"shape")
+_ND_DATA = _bin_key(b"data")
+_nd_head_cache: dict[tuple[Any, ...], bytes] = {}
+
+
+def _nd_segments(array: NDArray[Any], out: list[Any]) -> None:
+    dtype = array.dtype
+    key = (dtype, array.shape)
+    head = _nd_head_cache.get(key)
+    if head is None:
+        if dtype.hasobject or dtype.kind == "V":
+            raise CodecError(f"{dtype} arrays cannot be sent as msgpack-numpy maps (no object or structured dtypes)")
+        head = b"".join((_ND_HEAD, _str_bytes(dtype.str), _ND_KIND_SHAPE, _array_prefix(array.ndim),
+                         *(_int_bytes(n) for n in array.shape), _ND_DATA, _bin_prefix(array.nbytes)))
+        if len(_nd_head_cache) >= _STR_CACHE_LIMIT:
+            _nd_head_cache.clear()
+        _nd_head_cache[key] = head
+    out.append(head)
+    if array.nbytes:
+        data = (array if array.flags.c_contiguous else np.ascontiguousarray(array)).reshape(-1).view(np.uint8)
+        out.append(data if array.nbytes > 1024 else bytes(data))
+
+
 class _Encoder:
-    """Writes msgpack exactly as ``msgpack.packb(obj, default=MsgSerializer.encode_custom_classes)``."""
+    """Writes msgpack exactly as ``msgpack.packb(obj, default=MsgSerializer.encode_custom_classes)``,
+    arrays in the chosen form."""
 
-    __slots__ = ("out",)
+    __slots__ = ("array", "out")
 
-    def __init__(self) -> None:
+    def __init__(self, arrays: str = NPY) -> None:
         self.out: list[Any] = []
+        if arrays not in ARRAY_ENCODINGS:
+            raise ValueError(f"array encoding must be one of {list(ARRAY_ENCODINGS)}, got {arrays!r}")
+        self.array = _nd_segments if arrays == ND else _ndarray_segments
 
     def write(self, obj: Any, depth: int = 0) -> None:
         if depth > _MAX_DEPTH:
@@ -154,7 +198,7 @@ class _Encoder:
                 self.write(key, depth + 1)
                 self.write(value, depth + 1)
         elif kind is np.ndarray:
-            _ndarray_segments(obj, out)
+            self.array(obj, out)
         elif obj is None:
             out.append(b"\xc0")
         elif obj is True:
@@ -201,15 +245,16 @@ class _Encoder:
             out.append(_bin_prefix(len(raw)))
             out.append(raw)
         elif isinstance(obj, np.ndarray):
-            _ndarray_segments(obj, out)
+            self.array(obj, out)
         elif isinstance(obj, ModalityConfig):
             self.write(obj.to_wire(), depth)
         else:
             raise TypeError(f"can not serialize {type(obj).__name__!r} object")
 
 
-def encode(obj: Any) -> bytes:
-    """Encode ``obj`` as one GR00T message, byte-identical to upstream ``MsgSerializer.to_bytes``.
+def encode(obj: Any, *, arrays: str = NPY) -> bytes:
+    """Encode ``obj`` as one GR00T message, byte-identical to upstream ``MsgSerializer.to_bytes``
+    (``arrays="npy"``), or with arrays as msgpack-numpy maps for N1.7-era servers (``arrays="nd"``).
 
     Supported: None, bool, int, float, str, bytes, dict, list/tuple, numpy arrays (any non-object
     dtype and memory order) and :class:`~arena_adapters_gr00t.modality.ModalityConfig`.
@@ -218,84 +263,123 @@ def encode(obj: Any) -> bytes:
         TypeError: an unsupported type (numpy scalars and torch tensors included, as upstream).
         CodecError: an object array (pickle is never used).
     """
-    encoder = _Encoder()
+    encoder = _Encoder(arrays)
     encoder.write(obj)
     return b"".join(encoder.out)
 
 
 # --------------------------------------------------------------------------------------- decoding
 
-_BIN_ND = b"nd"
+_ND_FIELDS = (b"nd", b"type", b"kind", b"shape", b"data")
+_MAX_CONTAINER_ITEMS = 1 << 20
 
 
-def _msgpack_numpy_array(obj: dict[Any, Any]) -> Any:
-    def get(key: str) -> Any:
-        return obj.get(key.encode(), obj.get(key))
+def _field(obj: dict[Any, Any], key: bytes) -> Any:
+    value = obj.get(key)
+    return obj.get(key.decode()) if value is None else value
 
-    kind = get("kind")
+
+def _msgpack_numpy_array(obj: dict[Any, Any], limits: DecodeLimits, writable: bool) -> Any:
+    kind = _field(obj, b"kind")
     if kind not in (None, b"", ""):
         raise CodecError(f"msgpack-numpy array of kind {kind!r} refused: only plain numeric arrays are decoded")
-    type_name = get("type")
-    if isinstance(type_name, bytes):
-        type_name = type_name.decode()
-    try:
-        dtype = np.dtype(type_name)
-    except TypeError as exc:
-        raise CodecError(f"msgpack-numpy array with bad dtype {type_name!r}: {exc}") from None
-    if dtype.hasobject:
-        raise CodecError("msgpack-numpy object array refused (decoding it would need pickle)")
-    data = get("data")
+    data = _field(obj, b"data")
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise CodecError("msgpack-numpy array without bin data")
+        raise CodecError(f"msgpack-numpy array without bin data (got {type(data).__name__})")
+    is_array = _field(obj, b"nd")
+    shape = _field(obj, b"shape") if is_array else []
+    dtype, dims = limits.check_array(_field(obj, b"type"), shape, len(data), "msgpack-numpy array")
+    if any(n > sys.maxsize for n in dims):
+        raise CodecError(f"msgpack-numpy array shape {list(dims)} has a dimension numpy cannot index")
+    if not data:
+        return np.zeros(dims, dtype)
     values = np.frombuffer(data, dtype=dtype)
-    if not get("nd"):
-        if values.size != 1:
-            raise CodecError(f"msgpack-numpy scalar holds {values.size} values")
+    check_code_points(values)
+    if not is_array:
         return values[0]
-    shape = tuple(int(n) for n in get("shape"))
-    return values.reshape(shape)
+    array = values.reshape(dims)
+    return array.copy() if writable else array
 
 
-def _make_hook(writable: bool) -> Callable[[dict[Any, Any]], Any]:
+def _make_hook(writable: bool, limits: DecodeLimits, forms: frozenset[str],
+               seen: set[str] | None) -> Callable[[dict[Any, Any]], Any]:
+    npy, nd = NPY in forms, ND in forms
+
     def hook(obj: dict[Any, Any]) -> Any:
-        if NDARRAY_MARKER in obj:
+        if npy and NDARRAY_MARKER in obj:
+            payload = obj.get(NPY_PAYLOAD)
+            if not isinstance(payload, (bytes, bytearray, memoryview)):
+                raise CodecError(f"ndarray map without a bin 'as_npy' payload (got {type(payload).__name__})")
+            if seen is not None:
+                seen.add(NPY)
+            return from_npy(payload, writable=writable, limits=limits)
+        if nd and (b"nd" in obj or ("nd" in obj and "data" in obj)):
+            if seen is not None:
+                seen.add(ND)
+            return _msgpack_numpy_array(obj, limits, writable)
+        if MARKER_N16 in obj or MARKER_N17 in obj or is_modality_config_map(obj):
             try:
-                return from_npy(obj[NPY_PAYLOAD], writable=writable)
-            except KeyError:
-                raise CodecError("ndarray map without 'as_npy' payload") from None
-            except NpyError as exc:
-                raise CodecError(str(exc)) from None
-        if _BIN_ND in obj or ("nd" in obj and "data" in obj):
-            array = _msgpack_numpy_array(obj)
-            return array.copy() if writable and isinstance(array, np.ndarray) else array
-        if (MARKERS[0] in obj or MARKERS[1] in obj or is_modality_config_map(obj)):
-            try:
-                return ModalityConfig.from_wire(obj)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise CodecError(f"malformed ModalityConfig: {exc}") from None
+                config = ModalityConfig.from_wire(obj, limits)
+            except ProtocolError:
+                raise
+            except Exception as exc:  # a hostile config must not escape untyped
+                raise CodecError(f"malformed ModalityConfig: {type(exc).__name__}: {exc}") from None
+            if seen is not None:
+                seen.add(config.form.marker)
+            return config
         return obj
 
     return hook
 
 
-_READONLY_HOOK = _make_hook(False)
-_WRITABLE_HOOK = _make_hook(True)
+def _check_depth(value: Any, limits: DecodeLimits) -> None:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limits.max_depth:
+            limits.check_depth(depth, "GR00T message")
+        for child in node.values() if type(node) is dict else node:
+            kind = type(child)
+            if kind is dict or kind is list:
+                stack.append((child, depth + 1))
 
 
-def decode(data: Any, *, writable: bool = False) -> Any:
-    """Decode one GR00T message (bytes or any buffer).
+_DEFAULT_LIMITS = DecodeLimits()
+_ALL_FORMS = frozenset(ARRAY_ENCODINGS)
+
+
+def decode(data: Any, *, writable: bool = False, limits: DecodeLimits | None = None,
+           arrays: Iterable[str] = ARRAY_ENCODINGS, seen: set[str] | None = None) -> Any:
+    """Decode one GR00T message (bytes or any buffer) within ``limits``.
 
     Args:
         data: the frame.
         writable: give arrays their own writable memory, as upstream's ``np.load`` does; by default
-            ``.npy`` arrays are read-only views on the decoded payload (no second copy).
+            arrays are read-only views on the frame (no second copy).
+        limits: the decode limits (default: :class:`DecodeLimits` defaults); every declared size,
+            dtype and depth is checked before anything is allocated for it.
+        arrays: the array forms read as arrays (``"npy"``, ``"nd"``); a server of one era reads
+            only its own, and the other form reaches its handler as a plain map (as upstream).
+        seen: if given, the array forms and ModalityConfig markers met are added to it.
 
     Raises:
-        CodecError: malformed msgpack, arrays or configs, or an object dtype.
+        CodecError: malformed msgpack, arrays or configs, or anything over the limits.
     """
+    limits = limits or _DEFAULT_LIMITS
+    forms = _ALL_FORMS if arrays is ARRAY_ENCODINGS else frozenset(arrays)
+    size = len(memoryview(data))
+    items = min(size, _MAX_CONTAINER_ITEMS)
     try:
-        return msgpack.unpackb(data, object_hook=_WRITABLE_HOOK if writable else _READONLY_HOOK)
+        limits.check_message(size, "GR00T message")
+        value = msgpack.unpackb(data, object_hook=_make_hook(writable, limits, forms, seen),
+                                max_bin_len=size, max_str_len=size, max_array_len=items, max_map_len=items,
+                                max_ext_len=0)
+        if type(value) is dict or type(value) is list:
+            _check_depth(value, limits)
+        return value
     except CodecError:
         raise
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise CodecError(f"undecodable GR00T message: {type(exc).__name__}: {exc}") from None
+    except ProtocolError as error:
+        raise CodecError(error.message) from None
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError, MemoryError, OverflowError) as exc:
+        raise CodecError(f"undecodable GR00T message: {type(exc).__name__}: {str(exc)[:200]}") from None

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from arena_adapters.options import Option
 from arena_adapters_gr00t import protocol
 from arena_adapters_gr00t.embodiment import (
@@ -130,16 +128,3 @@ def droid_actions(embodiment: Any = DROID, format: str | None = None,
     if not is_droid(embodiment):
         return Gr00tActions(load_spec(embodiment), format=format)
     return Gr00tActions(droid_spec(format=format or protocol.FLAT, gripper_threshold=gripper_threshold))
-
-
-def example_observation(num_envs: int, device: str | torch.device = "cpu", height: int = 90,
-                        width: int = 160) -> dict[str, Any]:
-    """A valid Isaac Lab Arena DROID observation (ramp images, deterministic joints) for examples,
-    the conformance kit and ``arena-adapters check gr00t``."""
-    pixels = torch.arange(num_envs * height * width * 3, device=device) % 251
-    images = pixels.to(torch.uint8).reshape(num_envs, height, width, 3)
-    joints = torch.linspace(-1.0, 1.0, num_envs * JOINTS, device=device).reshape(num_envs, JOINTS)
-    return {
-        "camera_obs": {"external_camera_rgb": images, "wrist_camera_rgb": images.flip(1)},
-        "policy": {"joint_pos": joints, "gripper_pos": torch.full((num_envs, 1), 0.5, device=device)},
-    }

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from arena_adapters.transport.limits import DecodeLimits
+
 MARKER_N16 = "__ModalityConfig_class__"
 MARKER_N17 = "__ModalityConfig__"
 MARKERS = (MARKER_N16, MARKER_N17)
@@ -103,11 +105,13 @@ class ModalityConfig:
         )
 
     @classmethod
-    def from_wire(cls, wire: Mapping[Any, Any]) -> ModalityConfig:
-        """Build from a wire map carrying one of the markers (str or bin keys).
+    def from_wire(cls, wire: Mapping[Any, Any], limits: DecodeLimits | None = None) -> ModalityConfig:
+        """Build from a wire map carrying one of the markers (str or bin keys); a JSON-string
+        payload (N1.5) is read within ``limits`` (length, integer digits, depth).
 
         Raises:
             ValueError: no payload, or a payload without the required fields.
+            ProtocolError: a JSON payload over the limits.
         """
         marker = next((m for m in MARKERS if m in wire or m.encode() in wire), MARKER_N16)
         for key in PAYLOAD_KEYS:
@@ -116,7 +120,7 @@ class ModalityConfig:
                     payload = wire[candidate]
                     json_string = isinstance(payload, (str, bytes))
                     if json_string:
-                        payload = json.loads(payload)
+                        payload = _bounded_json(payload, limits or DecodeLimits())
                     if not isinstance(payload, Mapping):
                         raise ValueError(f"ModalityConfig payload must be a map, got {type(payload).__name__}")
                     return cls.from_fields(payload, WireForm(marker, key, json_string))
@@ -143,6 +147,29 @@ class ModalityConfig:
             )
             return {self.form.marker: True, self.form.payload_key: text}
         return {self.form.marker: True, self.form.payload_key: self.fields()}
+
+
+def _bounded_json(text: str | bytes, limits: DecodeLimits) -> Any:
+    """``json.loads`` of a peer's text, refused over ``max_header_bytes`` long, with integer literals
+    over ``max_int_digits``, non-finite numbers, or nesting deeper than ``max_depth``."""
+    limits.check_header(len(text), "ModalityConfig JSON")
+    depth = deepest = 0
+    for char in text if isinstance(text, str) else text.decode("utf-8", "replace"):
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    limits.check_depth(deepest, "ModalityConfig JSON")
+
+    def parse_int(literal: str) -> int:
+        limits.check_int_digits(len(literal.lstrip("-")), "ModalityConfig JSON integer")
+        return int(literal)
+
+    def refuse_constant(name: str) -> Any:
+        raise ValueError(f"non-finite number {name} in ModalityConfig JSON")
+
+    return json.loads(text, parse_int=parse_int, parse_constant=refuse_constant)
 
 
 def _optional_strs(value: Any) -> tuple[str, ...] | None:

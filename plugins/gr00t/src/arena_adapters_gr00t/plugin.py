@@ -17,8 +17,10 @@ per chunk, like the upstream DROID example. For another embodiment::
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+from arena_adapters.examples import droid_observation
 from arena_adapters.hookspecs import hookimpl
 from arena_adapters.options import Option
 from arena_adapters.records import (
@@ -29,20 +31,27 @@ from arena_adapters.records import (
     ReferenceServerRecord,
     TransportRecord,
 )
+from arena_adapters.transport import DEADLINES, RETRY_OPTIONS, limit_options, server_limit_options
 from arena_adapters_gr00t import droid, protocol
+from arena_adapters_gr00t.codec import ARRAY_ENCODINGS, NPY
 from arena_adapters_gr00t.probe import PROBE_OPTIONS, probe_server
 from arena_adapters_gr00t.server import start_reference_server
 from arena_adapters_gr00t.translators import Gr00tActions, Gr00tObservations
-from arena_adapters_gr00t.transport import Gr00tTransport
+from arena_adapters_gr00t.transport import ARRAY_ENCODING_CHOICES, AUTO, Gr00tTransport
 
 PROTOCOL = "gr00t"
 
 TRANSPORT_OPTIONS: tuple[Option, ...] = (
-    Option("endpoint", str, protocol.DEFAULT_ENDPOINT, "server address tcp://HOST:PORT"),
-    Option("timeout", float, 30.0, "seconds to wait for each reply", above=0),
-    Option("api_token", str, None, "API token sent with every request"),
+    Option("endpoint", str, protocol.DEFAULT_ENDPOINT, "server address tcp://HOST:PORT (the port is required)"),
+    Option("timeout", float, 30.0, "seconds one request may take in all", above=0),
+    Option("api_token", str, None, "API token sent with every request", secret=True),
     Option("protocol_version", str, protocol.N16, "server generation: n1.6 (N1.6 and later) or n1.5",
            choices=protocol.PROTOCOL_VERSIONS),
+    Option("array_encoding", str, AUTO, "how request arrays are sent: npy (__ndarray_class__, N1.6), nd "
+           "(msgpack-numpy, N1.7-era servers) or auto (from what the server shows, remembered)",
+           choices=ARRAY_ENCODING_CHOICES),
+    *limit_options(),
+    *RETRY_OPTIONS,
 )
 
 GENERIC_OPTIONS: tuple[Option, ...] = (
@@ -53,12 +62,17 @@ GENERIC_OPTIONS: tuple[Option, ...] = (
 )
 
 SERVER_OPTIONS: tuple[Option, ...] = (
-    Option("api_token", str, None, "require this API token on every request"),
+    Option("api_token", str, None, "require this API token on every request", secret=True),
     Option("format", str, None, "flat (like --use-sim-policy-wrapper) or nested; default: flat for the "
            "built-in test policy, a given policy object as is", choices=(None, *protocol.FORMATS)),
     Option("protocol_version", str, protocol.N16, "serve like N1.6 (and later) or N1.5 servers",
            choices=protocol.PROTOCOL_VERSIONS),
     Option("strict", bool, True, "validate observations like upstream's strict Gr00tPolicy"),
+    Option("array_encoding", str, NPY, "the server's era: npy (N1.6 __ndarray_class__ arrays) or nd "
+           "(N1.7-era msgpack-numpy arrays and the __ModalityConfig__ marker)", choices=ARRAY_ENCODINGS),
+    *server_limit_options(),
+    Option("fault_injector", object, None, "f(reply_bytes) -> ReplyFault | None, called before each reply "
+           "(conformance and fault tests)"),
 )
 
 
@@ -78,7 +92,7 @@ def register_transports(register: Any) -> None:
         factory=Gr00tTransport,
         description="Isaac-GR00T policy server over ZeroMQ REQ/REP + msgpack (N1.6/N1.7, or N1.5)",
         options=TRANSPORT_OPTIONS,
-        capabilities=frozenset({"batched", "reset", "metadata"}),
+        capabilities=frozenset({"batched", "reset", "metadata", DEADLINES}),
     ))
 
 
@@ -130,7 +144,7 @@ def register_adapters(register: Any) -> None:
         defaults={"execute_steps": 8},
         reference_server="gr00t.server",
         probe="gr00t.probe",
-        example_observation=droid.example_observation,
+        example_observation=partial(droid_observation, height=90, width=160),
     ))
 
 

@@ -1,38 +1,42 @@
 """``arena-adapters ping gr00t``: check a live GR00T server (ours or upstream's) end to end.
 
-Steps: ``ping``; ``get_modality_config``; one synthetic observation built from what the server
-describes (or from the configured embodiment when it describes nothing) sent to ``get_action``;
-a check of the reply's keys and shapes; then a few more ``get_action`` calls for latency figures.
-Server faults are reported as failed steps, never raised.
+Steps (on :class:`~arena_adapters.probing.ProbeRun`): ``ping``; ``get_modality_config``; one
+synthetic observation built from what the server describes (or from the configured embodiment when
+it describes nothing) sent to ``get_action``; a check of the reply's keys and shapes; then a few
+more ``get_action`` calls for latency figures. With ``format="auto"`` the flat observation is sent
+first and the nested one next, when the server refuses the first or when the first one's reply
+has the wrong keys or shapes (a permissive server may take either). Server faults are reported as
+failed steps, never raised.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from arena_adapters.errors import AdapterError, ConfigError, ServerError
+from arena_adapters.errors import ConfigError, ServerError
 from arena_adapters.options import Option
-from arena_adapters.parts import ProbeReport, ProbeStep
+from arena_adapters.parts import ProbeReport
+from arena_adapters.probing import ProbeRun, StepFailed
 from arena_adapters_gr00t import droid, protocol
 from arena_adapters_gr00t.embodiment import EmbodimentSpec, load_spec, parse_image_size
 from arena_adapters_gr00t.modality import ModalityConfig
-from arena_adapters_gr00t.transport import Gr00tTransport
+from arena_adapters_gr00t.transport import ARRAY_ENCODING_CHOICES, Gr00tTransport
 
 AUTO = "auto"
 
 PROBE_OPTIONS: tuple[Option, ...] = (
     Option("endpoint", str, protocol.DEFAULT_ENDPOINT, "server address tcp://HOST:PORT"),
-    Option("timeout", float, 10.0, "seconds per request"),
-    Option("token", str, None, "API token (same as api_token)"),
-    Option("api_token", str, None, "API token sent with every request"),
+    Option("timeout", float, 10.0, "seconds per request", above=0),
+    Option("token", str, None, "API token (same as api_token)", secret=True),
+    Option("api_token", str, None, "API token sent with every request", secret=True),
     Option("format", str, AUTO, "observation format to send: flat, nested, or auto (flat, then nested)",
            choices=(AUTO, *protocol.FORMATS)),
     Option("protocol_version", str, protocol.N16, "server generation: n1.6 (and later) or n1.5"),
+    Option("array_encoding", str, AUTO, "request arrays: npy, nd (N1.7-era servers) or auto",
+           choices=ARRAY_ENCODING_CHOICES),
     Option("batch", int, 1, "batch size B of the synthetic observation", minimum=1),
     Option("image_size", object, droid.IMAGE_SIZE, "camera size of the synthetic observation, e.g. 180x320"),
     Option("state_dims", object, None, "state dimensions, e.g. joint_position=7,gripper_position=1 "
@@ -45,23 +49,6 @@ PROBE_OPTIONS: tuple[Option, ...] = (
 _DROID_STATE_DIMS = {droid.JOINT_POSITION: droid.JOINTS, droid.GRIPPER_POSITION: 1}
 
 
-class _Probe:
-    def __init__(self, transport: Gr00tTransport, report: ProbeReport) -> None:
-        self.transport = transport
-        self.report = report
-
-    def step(self, name: str, action: Callable[[], tuple[bool, str, Any]]) -> tuple[bool, Any]:
-        started = time.perf_counter()
-        try:
-            ok, detail, value = action()
-        except AdapterError as exc:
-            ok, detail, value = False, str(exc), None
-        except Exception as exc:
-            ok, detail, value = False, f"{type(exc).__name__}: {exc}", None
-        self.report.steps.append(ProbeStep(name, ok, time.perf_counter() - started, detail))
-        return ok, value
-
-
 def probe_server(
     endpoint: str = protocol.DEFAULT_ENDPOINT,
     timeout: float = 10.0,
@@ -70,6 +57,7 @@ def probe_server(
     api_token: str | None = None,
     format: str = AUTO,
     protocol_version: str = protocol.N16,
+    array_encoding: str = AUTO,
     batch: int = 1,
     image_size: Any = droid.IMAGE_SIZE,
     state_dims: Any = None,
@@ -77,7 +65,7 @@ def probe_server(
     instruction: str = "pick up the cup",
     repeat: int = 5,
 ) -> ProbeReport:
-    """Probe a GR00T server; returns one :class:`ProbeStep` per check (factory of ``gr00t.probe``).
+    """Probe a GR00T server; returns one step per check (factory of ``gr00t.probe``).
 
     Raises:
         ConfigError: only for invalid options (server faults become failed steps).
@@ -88,25 +76,27 @@ def probe_server(
     version = protocol.check_protocol_version(protocol_version)
     formats = [protocol.FLAT] if version == protocol.N15 else (
         [protocol.FLAT, protocol.NESTED] if format == AUTO else [format])
-    report = ProbeReport(endpoint=protocol.normalize_endpoint(endpoint))
-    transport = Gr00tTransport(endpoint, timeout, api_token=token or api_token, protocol_version=version)
-    probe = _Probe(transport, report)
+    transport = Gr00tTransport(endpoint, timeout, api_token=token or api_token, protocol_version=version,
+                               array_encoding=array_encoding)
+    run = ProbeRun(str(transport.endpoint))
     try:
-        ok, _ = probe.step("ping", lambda: _ping(transport))
+        ok, _ = run.step("ping", lambda: _ping(transport))
         if not ok:
-            return report
-        _, configs = probe.step("get_modality_config", lambda: _modality(transport, fallback))
-        configs = configs or _configs_of(fallback)
+            return run.report
+        described: dict[str, ModalityConfig] = {}
+        run.step("get_modality_config", lambda: _modality(transport, described))
+        configs = described or _configs_of(fallback)
         observations = {fmt: synthetic_observation(configs, fmt, batch, size, _dims(configs, dims, fallback),
                                                    instruction) for fmt in formats}
-        ok, sent = probe.step(f"get_action (B={batch})", lambda: _first_accepted(transport, observations))
-        if not ok:
-            return report
-        fmt, action = sent
-        probe.step("reply shapes", lambda: _check_reply(action, configs, fmt, batch))
+        ok, sent = run.step(f"get_action (B={batch})", lambda: _first_fitting(transport, observations, configs, batch))
+        if not ok or sent is None:
+            return run.report
+        fmt, shapes, problems = sent
+        if not run.step("reply shapes", lambda: _shapes_step(shapes, problems))[0]:
+            return run.report
         if repeat:
-            probe.step(f"latency x{repeat}", lambda: _latency(transport, observations[fmt], repeat))
-        return report
+            run.latency(f"latency x{repeat}", lambda: transport.get_action(observations[fmt]), repeat)
+        return run.report
     finally:
         transport.close()
 
@@ -116,21 +106,22 @@ def droid_fallback() -> EmbodimentSpec:
     return droid.droid_spec()
 
 
-def _ping(transport: Gr00tTransport) -> tuple[bool, str, Any]:
+def _ping(transport: Gr00tTransport) -> tuple[str, Any]:
     reply = transport.ping()
-    ok = isinstance(reply, dict) and reply.get("status") == "ok"
-    return ok, f"{reply!r}" if ok else f"unexpected ping reply {reply!r}", reply
+    if not (isinstance(reply, dict) and reply.get("status") == "ok"):
+        raise StepFailed(f"unexpected ping reply {reply!r}")
+    return f"{reply!r}", reply
 
 
-def _modality(transport: Gr00tTransport, fallback: EmbodimentSpec) -> tuple[bool, str, Any]:
-    configs = transport.get_modality_config()
-    if not configs:
-        return True, "the server describes nothing; using the configured embodiment", None
-    missing = [m for m in (protocol.VIDEO, protocol.STATE, protocol.ACTION, protocol.LANGUAGE) if m not in configs]
-    detail = "; ".join(f"{name} {list(c.modality_keys)} T={c.horizon}" for name, c in configs.items())
+def _modality(transport: Gr00tTransport, described: dict[str, ModalityConfig]) -> tuple[str, None]:
+    described.update(transport.get_modality_config())
+    if not described:
+        return "the server describes nothing; using the configured embodiment", None
+    missing = [m for m in (protocol.VIDEO, protocol.STATE, protocol.ACTION, protocol.LANGUAGE) if m not in described]
+    detail = "; ".join(f"{name} {list(c.modality_keys)} T={c.horizon}" for name, c in described.items())
     if missing:
-        return False, f"no {missing} in the reply: {detail}", configs
-    return True, detail, configs
+        raise StepFailed(f"no {missing} in the reply: {detail}")
+    return detail, None
 
 
 def _configs_of(spec: EmbodimentSpec) -> dict[str, ModalityConfig]:
@@ -184,48 +175,59 @@ def synthetic_observation(configs: Mapping[str, ModalityConfig], fmt: str, batch
             protocol.LANGUAGE: {key: [[instruction]] * batch for key in language_keys}}
 
 
-def _first_accepted(transport: Gr00tTransport, observations: Mapping[str, dict[str, Any]]) -> tuple[bool, str, Any]:
-    errors = []
+def _first_fitting(transport: Gr00tTransport, observations: Mapping[str, dict[str, Any]],
+                   configs: Mapping[str, ModalityConfig], batch: int) -> tuple[str, tuple[str, list[str], list[str]]]:
+    """Send the formats in turn until one is accepted with a reply of the right shapes; when none
+    fits, the first accepted one is reported (its shapes step fails)."""
+    refused: list[str] = []
+    misfits: list[tuple[str, list[str]]] = []
     for fmt, observation in observations.items():
         try:
             action, _ = transport.get_action(observation)
-        except AdapterError as exc:
-            if len(observations) == 1 or not isinstance(exc, ServerError):
+        except ServerError as exc:
+            if len(observations) == 1:
                 raise
-            errors.append(f"{fmt}: {exc}")
+            refused.append(f"{fmt}: {exc}")
             continue
-        return True, f"{fmt} observation accepted", (fmt, action)
-    return False, "the server refused every format: " + " | ".join(errors), None
+        problems = _shape_problems(action, configs, fmt, batch)
+        if not problems:
+            shapes = [f"{key} {value.dtype} {value.shape}" for key, value in action.items()
+                      if isinstance(value, np.ndarray)]
+            return _accepted(fmt, refused, misfits), (fmt, shapes, [])
+        misfits.append((fmt, problems))
+    if misfits:
+        fmt, problems = misfits[0]
+        return _accepted(fmt, refused, misfits[1:]), (fmt, [], problems)
+    raise StepFailed("the server refused every format: " + " | ".join(refused))
 
 
-def _check_reply(action: Any, configs: Mapping[str, ModalityConfig], fmt: str, batch: int) -> tuple[bool, str, Any]:
+def _accepted(fmt: str, refused: list[str], misfits: list[tuple[str, list[str]]]) -> str:
+    notes = [f"refused {text}" for text in refused] + [f"{other}: reply of the wrong shapes ({'; '.join(p)})"
+                                                      for other, p in misfits]
+    return f"{fmt} observation accepted" + (f" ({' | '.join(notes)})" if notes else "")
+
+
+def _shapes_step(shapes: list[str], problems: list[str]) -> tuple[str, None]:
+    if problems:
+        raise StepFailed("; ".join(problems))
+    return ", ".join(shapes), None
+
+
+def _shape_problems(action: Any, configs: Mapping[str, ModalityConfig], fmt: str, batch: int) -> list[str]:
+    """What is wrong with the reply's keys and shapes (nothing: ``[]``)."""
     if not isinstance(action, dict):
-        return False, f"the action is a {type(action).__name__}, not a map", None
+        return [f"the action is a {type(action).__name__}, not a map"]
     config = configs.get(protocol.ACTION)
     prefix = "action." if fmt == protocol.FLAT else ""
     keys = [prefix + k for k in config.short_keys(protocol.ACTION)] if config else list(action)
-    problems, shapes = [], []
+    problems = []
     for key in keys:
         value = action.get(key)
         if not isinstance(value, np.ndarray):
             problems.append(f"{key} missing" if value is None else f"{key} is a {type(value).__name__}")
             continue
-        shapes.append(f"{key} {value.dtype} {value.shape}")
         known = config is not None and bool(config.delta_indices)
         horizon = config.horizon if known and config else (value.shape[1] if value.ndim == 3 else None)
         if value.ndim != 3 or value.shape[0] != batch or value.shape[1] != horizon or value.dtype.kind != "f":
             problems.append(f"{key}: expected float (B={batch}, H={horizon}, D), got {value.dtype} {value.shape}")
-    if problems:
-        return False, "; ".join(problems), None
-    return True, ", ".join(shapes), None
-
-
-def _latency(transport: Gr00tTransport, observation: dict[str, Any], repeat: int) -> tuple[bool, str, Any]:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        transport.get_action(observation)
-        times.append(time.perf_counter() - started)
-    ms = sorted(t * 1e3 for t in times)
-    detail = f"mean {statistics.fmean(ms):.2f} ms, p50 {statistics.median(ms):.2f} ms, max {ms[-1]:.2f} ms"
-    return True, detail, times
+    return problems

@@ -56,31 +56,6 @@ def get_action_data(observation: Any, options: Any, protocol_version: str) -> An
     return {"observation": observation, "options": options}
 
 
-def normalize_endpoint(endpoint: str) -> str:
-    """``"tcp://host:port"`` from ``tcp://host:port``, ``host:port``, ``host`` or ``:port``.
-
-    Raises:
-        ConfigError: an address that is not ``tcp://host:port``-like.
-    """
-    text = endpoint.strip()
-    if "://" in text:
-        scheme, _, rest = text.partition("://")
-        if scheme not in ("tcp", "ipc", "inproc"):
-            raise ConfigError(f"option 'endpoint': GR00T servers speak ZeroMQ over tcp://HOST:PORT, got {endpoint!r}")
-        if scheme != "tcp":
-            return text
-        text = rest
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = text, str(DEFAULT_PORT)
-    host = host or DEFAULT_HOST
-    if host == "localhost":
-        host = "127.0.0.1"
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"option 'endpoint': expected tcp://HOST:PORT with a port 1-65535, got {endpoint!r}")
-    return f"tcp://{host}:{int(port)}"
-
-
 def check_protocol_version(value: str) -> str:
     """Return the canonical version name (``"n1.6"`` also for later servers, ``"n1.5"``)."""
     lowered = value.strip().lower()
