@@ -207,7 +207,7 @@ class ReferenceServer:
 
         Raises:
             TransportError: the address cannot be bound (port in use, bad host:
-                :func:`~arena_adapters.binding.bind_error`), or the server did not become ready in
+                :func:`~arena_adapters.transport.start_failure`), or the server did not become ready in
                 time (:func:`~arena_adapters.transport.wait_ready`).
         """
         if self._thread is not None:
