@@ -64,6 +64,16 @@ class ActionLayout:
         return len(self.labels)
 
     @property
+    def unnamed(self) -> bool:
+        """True when the labels say nothing but the position (``dim_0``, ``dim_1``, ...)."""
+        return all(label == f"dim_{i}" for i, label in enumerate(self.labels))
+
+    @classmethod
+    def of_width(cls, width: int) -> ActionLayout:
+        """A layout that says only how many dims there are (``dim_0`` ...)."""
+        return cls(tuple(f"dim_{i}" for i in range(width)))
+
+    @property
     def gripper_dims(self) -> tuple[int, ...]:
         """The indices of the gripper dimensions."""
         return tuple(i for i, label in enumerate(self.labels) if label.startswith("gripper"))
@@ -103,6 +113,8 @@ def layout_problems(policy: ActionLayout, env: ActionLayout) -> list[str]:
     problems = []
     if policy.dim != env.dim:
         problems.append(f"the policy sends {policy.dim} action dims, the env takes {env.dim}")
+    elif policy.unnamed or env.unnamed:
+        pass  # one side gives the dims no meaning: only their number can be compared
     else:
         differing = [i for i, (a, b) in enumerate(zip(policy.labels, env.labels, strict=True)) if a != b]
         if differing:

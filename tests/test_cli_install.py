@@ -40,10 +40,10 @@ def test_the_core_extra_of_an_adapter_pulls_everything_its_server_needs(adapter:
     assert f"arena-adapters[{adapter}" in _core_extra("all")[0] or adapter in _core_extra("all")[0]
 
 
-def test_the_all_extra_covers_every_adapter_the_report_and_inspect() -> None:
+def test_the_all_extra_covers_every_adapter_the_report_inspect_and_ray() -> None:
     (requirement,) = _core_extra("all")
     chosen = set(requirement.removeprefix("arena-adapters[").removesuffix("]").split(","))
-    assert chosen == {*FIRST_PARTY_DISTRIBUTIONS, "report", "inspect"}
+    assert chosen == {*FIRST_PARTY_DISTRIBUTIONS, "report", "inspect", "ray"}
     assert _core_extra("inspect") == ["inspect-robots>=0.60,<0.61"]
 
 

@@ -18,6 +18,7 @@ from arena_adapters.evaluation.episodes import EpisodeLedger
 from arena_adapters.evaluation.figure import MISSING_MATPLOTLIB, write_figure
 from arena_adapters.evaluation.progress import EvalProgress, ProgressDisplay
 from arena_adapters.evaluation.report import EvalResult, write_json
+from arena_adapters.layouts import ActionLayout, action_layout_of, check_layouts
 from arena_adapters.policy import Policy
 
 ProgressCallback = Callable[[EvalProgress], None]
@@ -87,6 +88,8 @@ def evaluate(
             policy.pause(np.flatnonzero(~ledger.active))  # envs beyond the budget never count
             if text:
                 policy.set_instruction(text)
+            check_layouts(policy.action_layout, env_action_layout(env), adapter=policy.name,
+                          environment=type(getattr(env, "unwrapped", env)).__name__)
             expected_width = env_action_dim(env)
             while not ledger.done and (max_steps is None or ledger.step < max_steps):
                 actions = policy.get_action(obs)
@@ -137,6 +140,16 @@ def evaluate(
     if failure is not None:
         raise failure
     return result
+
+
+def env_action_layout(env: VectorEnv) -> ActionLayout | None:
+    """The :class:`~arena_adapters.layouts.ActionLayout` the env declares (its ``action_layout``), or
+    one of its width alone when it only says that (see :func:`env_action_dim`)."""
+    declared = action_layout_of(getattr(env, "unwrapped", env)) or action_layout_of(env)
+    if declared is not None:
+        return declared
+    width = env_action_dim(env)
+    return ActionLayout.of_width(width) if width is not None else None
 
 
 def env_action_dim(env: VectorEnv) -> int | None:

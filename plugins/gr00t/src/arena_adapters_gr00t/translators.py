@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from arena_adapters.errors import ActionError, ConfigError, ObservationError
 from arena_adapters.imaging import resize_with_pad
+from arena_adapters.layouts import ActionLayout, ControlMode
 from arena_adapters.observations import describe, lookup, require_batch, require_tensor, select_rows
 from arena_adapters.parts import Observation, Query
 from arena_adapters_gr00t import protocol
@@ -170,6 +171,22 @@ class Gr00tActions:
         if self._resolved is None:
             self._resolved = self.spec.resolve_actions({})
         return self._resolved
+
+    @property
+    def action_layout(self) -> ActionLayout | None:
+        """The env action columns the spec's action groups fill, named by group (``joint_position_0``
+        ... ``gripper_position``); joint positions for DROID. ``None`` when the groups' sizes come from
+        the server."""
+        groups = self.spec.actions or ()
+        if not groups or any(group.dim is None or group.indices is not None for group in groups):
+            return None
+        labels = [group.wire if group.dim == 1 else f"{group.wire}_{i}" for group in groups
+                  for i in range(group.dim or 0)]
+        if self.spec.action_dim is not None and self.spec.action_dim != len(labels):
+            return ActionLayout.of_width(self.spec.action_dim)
+        droid = [group.wire for group in groups] == ["joint_position", "gripper_position"]
+        return ActionLayout.of(labels, ControlMode.JOINT_POSITION if droid else ControlMode.OTHER,
+                               "rad" if droid else "")
 
     def translate(self, reply: Any, query: Query) -> torch.Tensor:
         """The ``(query.size, H, action_dim)`` chunk.

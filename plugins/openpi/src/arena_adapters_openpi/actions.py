@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from arena_adapters.errors import ActionError, ConfigError
+from arena_adapters.layouts import ActionLayout
 from arena_adapters.observations import describe
 from arena_adapters.parts import Query
 
@@ -34,6 +35,11 @@ class OpenpiActions:
             raise ConfigError(f"option 'action_dim': expected an int >= 1, got {action_dim!r}")
         self.action_dim = action_dim
         self.actions_key = actions_key
+
+    @property
+    def action_layout(self) -> ActionLayout | None:
+        """The width when ``action_dim`` is set; otherwise the server's reply decides (undeclared)."""
+        return ActionLayout.of_width(self.action_dim) if self.action_dim is not None else None
 
     def translate(self, reply: Any, query: Query) -> torch.Tensor:
         """Stack the replies' chunks into a float32 ``(k, H, action_dim)`` tensor on ``query.device``.

@@ -21,6 +21,7 @@ import torch
 from numpy.typing import NDArray
 
 from arena_adapters.errors import ActionError, ConfigError
+from arena_adapters.layouts import ActionLayout, ControlMode
 from arena_adapters.observations import describe
 from arena_adapters.parts import Query
 
@@ -41,6 +42,10 @@ def parse_indices(value: Any) -> tuple[int, ...] | None:
     return indices
 
 
+OPENVLA_LAYOUT = ActionLayout.of("dx,dy,dz,droll,dpitch,dyaw,gripper", ControlMode.EEF_DELTA)
+"""What OpenVLA and OFT (LIBERO, BridgeData) actions are: an end-effector delta and the gripper."""
+
+
 class OpenVlaActions:
     """Turns per-env OpenVLA / OFT replies into an action chunk tensor on the env device.
 
@@ -59,6 +64,13 @@ class OpenVlaActions:
             raise ConfigError(
                 f"option 'action_select' picks {len(self.select)} components, more than action_dim={action_dim}"
             )
+
+    @property
+    def action_layout(self) -> ActionLayout:
+        """OpenVLA's end-effector deltas and gripper; once selected or padded, only the width is known."""
+        if self.select is None and self.action_dim is None:
+            return OPENVLA_LAYOUT
+        return ActionLayout.of_width(self.action_dim or len(self.select or ()))
 
     def translate(self, reply: Any, query: Query) -> torch.Tensor:
         """Return float32 ``(query.size, K, action_dim)`` on ``query.device``.
