@@ -24,6 +24,33 @@ import torch
 
 from arena_adapters.options import Option
 from arena_adapters_gr00t import protocol
+from arena_adapters_gr00t.droid_keys import (  # re-exported: droid.JOINTS etc.
+    ACTION_HORIZON as ACTION_HORIZON,
+)
+from arena_adapters_gr00t.droid_keys import (
+    DROID as DROID,
+)
+from arena_adapters_gr00t.droid_keys import (
+    EXTERIOR_CAMERA as EXTERIOR_CAMERA,
+)
+from arena_adapters_gr00t.droid_keys import (
+    GRIPPER_POSITION as GRIPPER_POSITION,
+)
+from arena_adapters_gr00t.droid_keys import (
+    IMAGE_SIZE as IMAGE_SIZE,
+)
+from arena_adapters_gr00t.droid_keys import (
+    JOINT_POSITION as JOINT_POSITION,
+)
+from arena_adapters_gr00t.droid_keys import (
+    JOINTS as JOINTS,
+)
+from arena_adapters_gr00t.droid_keys import (
+    LANGUAGE_KEY as LANGUAGE_KEY,
+)
+from arena_adapters_gr00t.droid_keys import (
+    WRIST_CAMERA as WRIST_CAMERA,
+)
 from arena_adapters_gr00t.embodiment import (
     ActionGroupSpec,
     CameraSpec,
@@ -33,16 +60,6 @@ from arena_adapters_gr00t.embodiment import (
     parse_image_size,
 )
 from arena_adapters_gr00t.translators import Gr00tActions, Gr00tObservations
-
-EXTERIOR_CAMERA = "exterior_image_1_left"
-WRIST_CAMERA = "wrist_image_left"
-JOINT_POSITION = "joint_position"
-GRIPPER_POSITION = "gripper_position"
-LANGUAGE_KEY = "annotation.language.language_instruction"
-DROID = "droid"
-IMAGE_SIZE = (180, 320)
-ACTION_HORIZON = 32
-JOINTS = 7
 
 DEFAULT_PATHS = {
     "exterior_camera": "camera_obs.external_camera_rgb",

@@ -30,6 +30,7 @@ import zmq
 
 from arena_adapters.binding import bind_error
 from arena_adapters.importing import import_object
+from arena_adapters.records import NULL_POLICY
 from arena_adapters_gr00t import protocol
 from arena_adapters_gr00t.codec import decode, encode
 from arena_adapters_gr00t.modality import N15_FORM, ModalityConfig, as_modality_configs
@@ -50,8 +51,8 @@ class ReferenceServer:
     """A GR00T policy server on a REP socket (see the module docstring).
 
     Args:
-        policy: the policy object or callable (``None``: the built-in test policy; a
-            ``"module:attr"`` string is imported).
+        policy: the policy object or callable (``None``: the built-in test policy; ``"null"``: a
+            constant chunk at no cost; a ``"module:attr"`` string is imported).
         host, port: where to bind (``port=0`` picks a free port).
         api_token: require this token on every request.
         format: ``"flat"`` wraps the policy like ``--use-sim-policy-wrapper``, ``"nested"`` serves it
@@ -71,7 +72,7 @@ class ReferenceServer:
         protocol_version: str = protocol.N16,
         strict: bool = True,
     ) -> None:
-        if isinstance(policy, str):
+        if isinstance(policy, str) and policy != NULL_POLICY:
             policy = import_object(policy)
         self.protocol_version = protocol.check_protocol_version(protocol_version)
         if self.protocol_version == protocol.N15 and format is None:
