@@ -23,34 +23,7 @@ from typing import Any
 import torch
 
 from arena_adapters.options import Option
-from arena_adapters_gr00t import protocol
-from arena_adapters_gr00t.droid_keys import (  # re-exported: droid.JOINTS etc.
-    ACTION_HORIZON as ACTION_HORIZON,
-)
-from arena_adapters_gr00t.droid_keys import (
-    DROID as DROID,
-)
-from arena_adapters_gr00t.droid_keys import (
-    EXTERIOR_CAMERA as EXTERIOR_CAMERA,
-)
-from arena_adapters_gr00t.droid_keys import (
-    GRIPPER_POSITION as GRIPPER_POSITION,
-)
-from arena_adapters_gr00t.droid_keys import (
-    IMAGE_SIZE as IMAGE_SIZE,
-)
-from arena_adapters_gr00t.droid_keys import (
-    JOINT_POSITION as JOINT_POSITION,
-)
-from arena_adapters_gr00t.droid_keys import (
-    JOINTS as JOINTS,
-)
-from arena_adapters_gr00t.droid_keys import (
-    LANGUAGE_KEY as LANGUAGE_KEY,
-)
-from arena_adapters_gr00t.droid_keys import (
-    WRIST_CAMERA as WRIST_CAMERA,
-)
+from arena_adapters_gr00t import droid_keys, protocol
 from arena_adapters_gr00t.embodiment import (
     ActionGroupSpec,
     CameraSpec,
@@ -60,6 +33,16 @@ from arena_adapters_gr00t.embodiment import (
     parse_image_size,
 )
 from arena_adapters_gr00t.translators import Gr00tActions, Gr00tObservations
+
+EXTERIOR_CAMERA = droid_keys.EXTERIOR_CAMERA
+WRIST_CAMERA = droid_keys.WRIST_CAMERA
+JOINT_POSITION = droid_keys.JOINT_POSITION
+GRIPPER_POSITION = droid_keys.GRIPPER_POSITION
+LANGUAGE_KEY = droid_keys.LANGUAGE_KEY
+DROID = droid_keys.DROID
+IMAGE_SIZE = droid_keys.IMAGE_SIZE
+ACTION_HORIZON = droid_keys.ACTION_HORIZON
+JOINTS = droid_keys.JOINTS
 
 DEFAULT_PATHS = {
     "exterior_camera": "camera_obs.external_camera_rgb",
