@@ -15,9 +15,9 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from arena_adapters.transport import DecodeLimits
     from arena_adapters_openpi.actions import OpenpiActions
     from arena_adapters_openpi.builtin_policy import EchoStatePolicy
-    from arena_adapters.transport import DecodeLimits
     from arena_adapters_openpi.codec import decode, encode
     from arena_adapters_openpi.observations import OpenpiObservations, synthetic_request
     from arena_adapters_openpi.probe import probe_server
