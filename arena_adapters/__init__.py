@@ -15,6 +15,8 @@ Plugin authors start at :mod:`arena_adapters.hookspecs`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from arena_adapters.errors import (
     ActionError,
     AdapterError,
@@ -31,8 +33,25 @@ from arena_adapters.errors import (
 from arena_adapters.hookspecs import hookimpl
 from arena_adapters.options import Option
 from arena_adapters.plugins import PluginRegistry, default_registry
-from arena_adapters.policy import Policy, load_policy
-from arena_adapters.scheduler import ActionChunkScheduler
+
+if TYPE_CHECKING:
+    from arena_adapters.policy import Policy, load_policy
+    from arena_adapters.scheduler import ActionChunkScheduler
+
+_LAZY = {"Policy": "arena_adapters.policy", "load_policy": "arena_adapters.policy",
+         "ActionChunkScheduler": "arena_adapters.scheduler"}
+"""Imported on first use: they need torch, which processes such as reference servers never import."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'arena_adapters' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def available_adapters() -> list[str]:

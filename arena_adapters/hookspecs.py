@@ -49,6 +49,7 @@ from arena_adapters.records import (
     ObservationTranslatorRecord,
     ProbeRecord,
     ReferenceServerRecord,
+    ServedExpertRecord,
     TransportRecord,
 )
 
@@ -181,4 +182,42 @@ def register_probes(register: Callable[[ProbeRecord], None]) -> None:
         @hookimpl
         def register_probes(register):
             register(ProbeRecord(name="gr00t.probe", protocol="gr00t", factory=probe_server))
+    """
+
+
+@hookspec
+def register_served_experts(register: Callable[[ServedExpertRecord], None]) -> None:
+    """Register how an adapter serves the scripted expert of a built-in environment (the demo).
+
+    :param register: call it with one :class:`~arena_adapters.records.ServedExpertRecord` per
+        adapter and environment. ``factory(**options)`` returns the policy object that the
+        adapter's reference server serves with the record's ``server_options``: it turns the
+        protocol's observation into the expert's inputs (external camera images ``(B, H, W, 3)``
+        uint8, joints ``(B, 7)``, gripper ``(B, 1)``) and the expert's chunk ``(B, H, 8)`` into the
+        protocol's reply. ``client_options`` are the adapter options that fit it.
+
+    The core's environments and experts know no protocol: this hook is how ``arena-adapters demo
+    --adapter NAME`` serves the expert through any adapter, first-party or not. Called once, when
+    the plugin is loaded.
+
+    Example::
+
+        from arena_adapters.envs.reach_expert import ReachExpert
+
+        class MyRobotReachExpert:                      # the policy interface of the gr00t server
+            def __init__(self):
+                self.expert = ReachExpert(horizon=16)
+
+            def get_action(self, observation, options=None):
+                chunk = self.expert.plan(observation["video.exterior_image_1_left"][:, -1],
+                                         observation["state.joint_position"][:, -1])
+                return {"action.joint_position": chunk[..., :7],
+                        "action.gripper_position": chunk[..., 7:]}, {}
+
+        @hookimpl
+        def register_served_experts(register):
+            register(ServedExpertRecord(
+                name="myrobot.reach_expert", protocol="gr00t", adapter="myrobot",
+                environment="reach", factory=MyRobotReachExpert,
+                client_options={"execute_steps": 8}))
     """

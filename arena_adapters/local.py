@@ -39,6 +39,7 @@ from arena_adapters.records import (
     ActionTranslatorRecord,
     AdapterRecord,
     ObservationTranslatorRecord,
+    ServedExpertRecord,
     TransportRecord,
 )
 
@@ -185,4 +186,25 @@ def register_adapters(register: Any) -> None:
         observation_translator="local.passthrough",
         action_translator="local.chunk",
         description="runs a Python callable in-process through the shared scheduler",
+    ))
+
+
+def reach_expert() -> Any:
+    """The ``reach`` expert on the env's own observations (imported on first use)."""
+    from arena_adapters.envs.reach_serving import LocalReachExpert
+
+    return LocalReachExpert()
+
+
+@hookimpl
+def register_served_experts(register: Any) -> None:
+    register(ServedExpertRecord(
+        name="local.reach_expert",
+        protocol=PROTOCOL,
+        factory=reach_expert,
+        description="the reach expert in-process (32-step chunks)",
+        adapter="local",
+        environment="reach",
+        client_options={"execute_steps": 8},
+        in_process=True,
     ))

@@ -33,6 +33,7 @@ from arena_adapters.records import (
     ProbeRecord,
     Record,
     ReferenceServerRecord,
+    ServedExpertRecord,
     TransportRecord,
     namespace_of,
 )
@@ -48,6 +49,7 @@ HOOK_RECORD_TYPES: dict[str, type] = {
     "register_adapters": AdapterRecord,
     "register_reference_servers": ReferenceServerRecord,
     "register_probes": ProbeRecord,
+    "register_served_experts": ServedExpertRecord,
 }
 
 _BUILTIN_PLUGINS = {"local": "arena_adapters.local"}
@@ -307,6 +309,8 @@ class PluginRegistry:
                     return f"{record.kind} {record.name!r}: factory {record.factory!r} is not callable"
                 if not all(isinstance(option, Option) for option in record.options):
                     return f"{record.kind} {record.name!r}: options must be Option instances"
+                if isinstance(record, ServedExpertRecord) and not (isinstance(record.adapter, str) and record.adapter):
+                    return f"served expert {record.name!r}: adapter must be an adapter name, got {record.adapter!r}"
             else:
                 for role, part in record.part_names().items():
                     if not isinstance(part, str) or not part:

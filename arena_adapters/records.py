@@ -18,6 +18,11 @@ from arena_adapters.options import Option
 ANY_PROTOCOL = "*"
 """The protocol of a part that works with any transport (for example a pass-through translator)."""
 
+NULL_POLICY = "null"
+"""``policy="null"`` asks a reference server for a constant chunk computed with no work per request
+(``arena-adapters serve NAME --policy null``): what is left of a request's time is the client's and
+the wire's."""
+
 
 @dataclass(frozen=True)
 class PartRecord:
@@ -81,7 +86,8 @@ class TransportRecord(PartRecord):
 class ReferenceServerRecord(PartRecord):
     """Registers a reference server: ``factory(policy=..., host=..., port=..., **options)`` starts
     it and returns a :class:`~arena_adapters.parts.RunningServer`. ``policy`` is a Python object or
-    callable, or ``None`` for the plugin's deterministic built-in test policy."""
+    callable, ``None`` for the plugin's deterministic built-in test policy, or :data:`NULL_POLICY`
+    (``"null"``) for a constant chunk that costs no work."""
 
     @property
     def kind(self) -> str:
@@ -96,6 +102,37 @@ class ProbeRecord(PartRecord):
     @property
     def kind(self) -> str:
         return "probe"
+
+
+@dataclass(frozen=True)
+class ServedExpertRecord(PartRecord):
+    """Registers how an adapter serves the scripted expert of a built-in environment (``arena-adapters
+    demo --adapter NAME``).
+
+    ``factory(**options)`` builds the policy object that the adapter's reference server serves, as
+    ``reference_server.factory(policy=factory(), **server_options)``: it takes the observation as
+    that protocol hands it to a model, calls the environment's protocol-free expert (for ``reach``:
+    :class:`arena_adapters.envs.reach_expert.ReachExpert`) and replies in the protocol's format.
+    With ``in_process``, the object is handed to the adapter itself as its ``policy`` option instead
+    (no server; the ``local`` adapter).
+
+    Attributes:
+        adapter: the adapter the expert is served through (loaded with ``load_policy(adapter, ...)``).
+        environment: the built-in environment whose expert it serves.
+        server_options: options of the adapter's reference server that the served policy needs.
+        client_options: adapter options that fit the served expert (``execute_steps``, ...).
+        in_process: hand the policy object to the adapter instead of a reference server.
+    """
+
+    adapter: str = ""
+    environment: str = "reach"
+    server_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    client_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    in_process: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "served expert"
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,9 @@ import torch
 
 import arena_adapters as aa
 from arena_adapters.envs import make_environment
-from arena_adapters.envs.reach_serving import SERVED_EXPERTS
+from arena_adapters.envs.expert_server import served_expert
 from arena_adapters.evaluation import evaluate
+from arena_adapters.evaluation.demo import FIRST_PARTY_ADAPTERS
 from arena_adapters.evaluation.server_process import ServerProcess
 from arena_adapters.integrations.ray_actors import import_ray
 from arena_adapters.integrations.ray_eval import ShardedEvalConfig, ShardResources, evaluate_on_ray
@@ -52,7 +53,7 @@ class Row:
 def baseline(args: argparse.Namespace, endpoint: str, env_options: dict[str, object]) -> Row:
     device = "cuda:0" if args.device == "cuda" else "cpu"
     env = make_environment("reach", num_envs=args.num_envs, device=device, **env_options)
-    options = dict(SERVED_EXPERTS[args.adapter].client_options)
+    options = dict(served_expert(args.adapter).client_options)
     began = time.perf_counter()
     try:
         with aa.load_policy(args.adapter, endpoint=endpoint, num_envs=args.num_envs, device=device,
@@ -65,7 +66,7 @@ def baseline(args: argparse.Namespace, endpoint: str, env_options: dict[str, obj
 
 
 def sharded(args: argparse.Namespace, endpoints: list[str], shards: int, env_options: dict[str, object]) -> Row:
-    config = ShardedEvalConfig(args.adapter, adapter_options=dict(SERVED_EXPERTS[args.adapter].client_options),
+    config = ShardedEvalConfig(args.adapter, adapter_options=dict(served_expert(args.adapter).client_options),
                                env_options=env_options, num_envs=args.num_envs, device=args.device,
                                threads=args.threads)
     resources = ShardResources(cpus_per_shard=args.cpus_per_shard, gpus_per_shard=1.0 if args.device == "cuda" else 0)
@@ -86,7 +87,7 @@ def main() -> None:
     parser.add_argument("--num-episodes", type=int, default=96, help="episodes per row (default 96)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: one GPU per shard")
     parser.add_argument("--adapter", default="gr00t",
-                        choices=[name for name, served in SERVED_EXPERTS.items() if not served.in_process])
+                        choices=FIRST_PARTY_ADAPTERS)
     parser.add_argument("--address", default=None, help="Ray address (default: a new local instance)")
     parser.add_argument("--cpus-per-shard", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")

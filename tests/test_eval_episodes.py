@@ -77,7 +77,7 @@ def test_fewer_episodes_than_envs() -> None:
 
 @pytest.mark.parametrize(("num_envs", "num_episodes"), [(16, 37), (5, 13), (6, 4)])
 def test_evaluate_counts_exactly_m_for_m_not_divisible_by_n(num_envs: int, num_episodes: int) -> None:
-    env = ReachEnv(num_envs=num_envs, seed=7, image_height=60, image_width=100)
+    env = ReachEnv(num_envs=num_envs, seed=7, image_height=60, image_width=100, num_targets=1)
     with aa.load_policy("local", policy=LocalReachExpert(), execute_steps=8) as policy:
         result = evaluate(policy, env, num_episodes)
     assert result.completed == num_episodes and result.complete

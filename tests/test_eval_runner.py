@@ -18,7 +18,7 @@ from arena_adapters.envs.reach import ReachEnv
 from arena_adapters.envs.reach_serving import LocalReachExpert
 from arena_adapters.evaluation import EvalProgress, ProgressDisplay, evaluate, read_json
 
-SMALL = {"image_height": 60, "image_width": 100}
+SMALL = {"image_height": 60, "image_width": 100, "num_targets": 1}  # one moving target: short episodes
 
 
 def _policy(**options: Any) -> aa.Policy:
@@ -146,7 +146,7 @@ def test_eval_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code = main([
         "eval", "--adapter", "local", "--policy", "arena_adapters.envs.reach_serving:local_expert",
         "--env", "reach", "--num-envs", "3", "--num-episodes", "7", "--seed", "3",
-        "--env-option", "image_height=60", "--env-option", "image_width=100",
+        "--env-option", "image_height=60", "--env-option", "image_width=100", "--env-option", "num_targets=1",
         "--execute-steps", "8", "--report", str(report), "--progress", "log",
     ])
     captured = capsys.readouterr()
@@ -155,7 +155,7 @@ def test_eval_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "[reach/local] 7/7 episodes" in captured.err
     data = read_json(report)
     assert data["completed_episodes"] == 7 and data["env_options"] == {"image_height": "60", "image_width": "100",
-                                                                      "seed": 3}
+                                                                      "num_targets": "1", "seed": 3}
     assert data["adapter_options"]["execute_steps"] == "8"
     assert report.with_suffix(".png").exists()
 

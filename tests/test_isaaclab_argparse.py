@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import torch
 
-from arena_adapters.envs.reach_serving import SERVED_EXPERTS
+from arena_adapters.envs.expert_server import served_expert
 from arena_adapters.evaluation.server_process import ServerProcess
 from arena_adapters.integrations import isaaclab_launch
 
@@ -77,7 +77,7 @@ def _open_sockets() -> int:
 def test_policy_runner_drives_the_adapter_by_flags(arena: ModuleType, servers: dict[str, ServerProcess],
                                                    adapter: str) -> None:
     baseline = _open_sockets()
-    options = [f"--{key}={value}" for key, value in SERVED_EXPERTS[adapter].client_options.items()]
+    options = [f"--{key}={value}" for key, value in served_expert(adapter).client_options.items()]
     argv = ["--policy_type", "arena_adapters.isaaclab.AdapterPolicy", "--num_envs", "3", "--num_episodes", "5",
             "--adapter", adapter, "--endpoint", servers[adapter].endpoint, *options, "--execute_steps", "4",
             "--language_instruction", "stack the cups", "fake_droid", "--embodiment", "droid_abs_joint_pos"]
@@ -100,7 +100,7 @@ def test_eval_runner_jobs_inject_num_envs_and_close(arena: ModuleType, servers: 
         {"name": name, "arena_env_args": {"environment": "fake_droid", "num_envs": 2},
          "policy_type": "arena_adapters.isaaclab.AdapterPolicy", "num_episodes": 3,
          "policy_config_dict": {"adapter": name, "endpoint": servers[name].endpoint,
-                                "options": {**SERVED_EXPERTS[name].client_options, "execute_steps": 4}}}
+                                "options": {**served_expert(name).client_options, "execute_steps": 4}}}
         for name in ("gr00t", "openpi")
     ]}
     episodes = eval_runner.run_jobs(jobs, _env)

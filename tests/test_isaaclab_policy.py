@@ -190,12 +190,12 @@ def _open_sockets() -> int:
 
 @pytest.mark.parametrize("adapter", ["gr00t", "openpi", "openvla"])
 def test_close_releases_the_sockets(adapter: str) -> None:
-    from arena_adapters.envs.reach_serving import SERVED_EXPERTS
+    from arena_adapters.envs.expert_server import served_expert
 
     with ServerProcess.for_expert(adapter) as server:
         baseline = _open_sockets()
         config = AdapterPolicyConfig(adapter=adapter, endpoint=server.endpoint,
-                                     options=dict(SERVED_EXPERTS[adapter].client_options))
+                                     options=dict(served_expert(adapter).client_options))
         policy = AdapterPolicy(config)
         arena_style_rollout(FakeManagerBasedRLEnv(lengths=[2, 3, 4, 5]), policy, num_episodes=6)
         assert _open_sockets() > baseline

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import torch
 
-from arena_adapters.envs.reach_serving import SERVED_EXPERTS
+from arena_adapters.envs.expert_server import served_expert
 from arena_adapters.errors import AdapterError, ConfigError
 from arena_adapters.evaluation.server_process import ServerProcess
 from arena_adapters.integrations import isaaclab_config, isaaclab_launch, isaaclab_typed
@@ -254,7 +254,7 @@ def test_legacy_json_jobs_build_cfg_from_a_dict(arena: ModuleType, openpi_server
         {"name": "openpi_job", "arena_env_args": {"environment": "fake_droid", "num_envs": 2},
          "policy_type": OPENPI, "num_episodes": 3, "language_instruction": "open the drawer",
          "policy_config_dict": {"endpoint": openpi_server.endpoint, "arena_preset": "pi05", "strategy": "replay",
-                                **SERVED_EXPERTS["openpi"].client_options}},
+                                **served_expert("openpi").client_options}},
         {"name": "gr00t_job", "arena_env_args": {"environment": "fake_droid", "num_envs": 3},
          "policy_type": "arena_adapters_gr00t", "num_steps": 12,
          "policy_args": {"endpoint": gr00t_server.endpoint, "format": "flat", "execute_steps": 8}},

@@ -26,7 +26,7 @@ from arena_adapters.integrations.ray_eval import (
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
-SMALL = {"image_height": 60, "image_width": 100}
+SMALL = {"image_height": 60, "image_width": 100, "num_targets": 1}  # one moving target: short episodes
 LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
@@ -69,7 +69,8 @@ def test_cli_two_shards_two_served_replicas_one_report_of_exactly_m_episodes(
     report = tmp_path / "sharded.json"
     code = main(["eval", "--adapter", "gr00t", "--ray", "--shards", "2", "--serve-replicas", "2",
                  "--num-envs", "4", "--num-episodes", "14", "--env-option", "image_height=60",
-                 "--env-option", "image_width=100", "--execute-steps", "8", "--report", str(report),
+                 "--env-option", "image_width=100", "--env-option", "num_targets=1", "--execute-steps", "8",
+                 "--report", str(report),
                  "--progress", "log"])
     out = capsys.readouterr()
     assert code == 0, out.err

@@ -98,7 +98,8 @@ def test_torchrun_two_eval_ranks_split_the_episodes_over_two_replicas(
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "arena_adapters", "eval", "--adapter", "gr00t", "--endpoint", ",".join(gr00t_replicas),
                "--num-envs", "2", "--num-episodes", "7", "--execute-steps", "8", "--env-option", "image_height=60",
-               "--env-option", "image_width=100", "--report", str(report), "--no-figure", "--progress", "none",
+               "--env-option", "image_width=100", "--env-option", "num_targets=1", "--report", str(report),
+               "--no-figure", "--progress", "none",
                "--threads", "1"]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=280)
     assert completed.returncode == 0, completed.stderr[-3000:]

@@ -10,15 +10,15 @@ from arena_adapters.errors import ConfigError
 from arena_adapters.importing import import_object
 from arena_adapters.options import resolve_options
 from arena_adapters.plugins import FIRST_PARTY_DISTRIBUTIONS, PluginRegistry, default_registry
-from arena_adapters.records import ReferenceServerRecord
+from arena_adapters.records import NULL_POLICY, ReferenceServerRecord
 
 _FIXED = ("policy", "host", "port")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="adapter name whose reference server to run")
-    parser.add_argument("--policy", help="'module:attr' of the policy object or callable to serve "
-                        "(default: the plugin's deterministic built-in test policy)")
+    parser.add_argument("--policy", help="'module:attr' of the policy object or callable to serve, or 'null' "
+                        "for a constant chunk at no cost (default: the plugin's deterministic built-in test policy)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=None,
                         help="port, 0-65535 (default: the protocol's usual port; 0: any free port)")
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     owner = f"serve {adapter.name}"
     given = parse_option_flags(extra, record.options, owner, skip=_FIXED)
     options = resolve_options([o for o in record.options if o.name not in _FIXED], given, owner)
-    policy = import_object(args.policy) if args.policy else None
+    policy = args.policy if args.policy == NULL_POLICY else (import_object(args.policy) if args.policy else None)
     if args.port is not None:
         options["port"] = args.port
     try:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 Observation = dict[str, Any]
 """Nested dicts of tensors whose first axis is ``num_envs`` (groups ``policy``, ``camera_obs``, ...)."""

@@ -1,9 +1,15 @@
 """``reach``: a vectorized torch environment with Isaac Lab Arena DROID-shaped observations.
 
-A two-link arm moves its end effector over a table; each episode a red target lies at a random
-spot on the table, and the episode ends when the gripper closes: a success if the end effector is
-on the target then, a failure otherwise (or after ``max_episode_length`` steps). The target is only
-visible in the camera images, so an agent has to look to succeed.
+A two-link arm moves its end effector over a table. Each episode asks for ``num_targets`` grasps in
+turn: a red target drifts over the table at ``target_speed`` (bouncing off the edges of its range);
+closing the gripper on it counts a grasp and a new target appears elsewhere, moving in a new
+direction; the gripper must open again before the next grasp. Closing the gripper anywhere else
+ends the episode as a failure, as does reaching ``max_episode_length`` steps; the last grasp ends it
+as a success. The target is only visible in the camera images, so an agent has to look, and since
+it moves, a plan made from an old image goes stale: an expert that replays a long action chunk
+closes where the target was, not where it is. Targets appear at random places, so episodes last
+different numbers of steps (about 50-180, 80-120 on average, for the scripted expert replanning
+every 8 steps with the defaults) and end out of phase across envs.
 
 Observations (``N = num_envs``, on ``device``)::
 
@@ -14,6 +20,7 @@ Observations (``N = num_envs``, on ``device``)::
 
 Action ``(N, 8)``: 7 joint position targets (radians) and a gripper command in [0, 1]. Joints move
 towards their targets at most :data:`JOINT_SPEED` per step, the gripper :data:`GRIPPER_SPEED`.
+With ``num_targets=1`` and ``target_speed=0`` the task is a single static reach-and-grasp.
 
 The contract follows Isaac Lab's ``ManagerBasedRLEnv``: ``reset() -> (obs, extras)``,
 ``step(actions) -> (obs, reward, terminated, truncated, extras)`` with finished envs reset inside
@@ -23,7 +30,7 @@ used in turn (as camera sensors reuse theirs): an observation's images stay vali
 ``step()`` and are overwritten by the one after; clone them to keep them longer.
 Everything is batched tensor code: no Python loop
 over envs, no device-to-host synchronisation, images drawn as small patches (see
-:mod:`arena_adapters.envs.drawing`).
+:mod:`arena_adapters.envs.drawing`). The geometry lives in :mod:`arena_adapters.envs.reach_geometry`.
 """
 
 from __future__ import annotations
@@ -36,37 +43,46 @@ import torch
 
 from arena_adapters.envs.base import Extras, Observation
 from arena_adapters.envs.drawing import Canvas
+from arena_adapters.envs.reach_geometry import (
+    ACTION_DIM,
+    ARM_BASE,
+    EFFECTOR_COLOR,
+    EFFECTOR_RING,
+    FINGER_COLOR,
+    FLOOR_COLOR,
+    GRIPPER_CLOSED,
+    GRIPPER_OPEN,
+    GRIPPER_SPEED,
+    HOME_POINT,
+    JOINT_LIMIT,
+    JOINT_SPEED,
+    LINK_LENGTHS,
+    NUM_JOINTS,
+    SUCCESS_RADIUS,
+    TABLE_COLOR,
+    TABLE_HALF_SIZE,
+    TARGET_COLOR,
+    TARGET_HALF_RANGE,
+    TARGET_RADIUS,
+    TASK_DESCRIPTION,
+    WRIST_VIEW_WIDTH,
+    forward_kinematics,
+    inverse_kinematics,
+)
 from arena_adapters.errors import ConfigError
 from arena_adapters.options import Option
 
-NUM_JOINTS = 7
-ACTION_DIM = NUM_JOINTS + 1
-JOINT_LIMIT = math.pi
-JOINT_SPEED = 0.15
-"""Largest joint motion per step (radians)."""
-GRIPPER_SPEED = 0.25
-"""Largest gripper motion per step."""
-GRIPPER_CLOSED = 0.9
-"""Gripper position at which a grasp is attempted (the episode ends)."""
+__all__ = [
+    "ACTION_DIM", "ARM_BASE", "GRIPPER_CLOSED", "GRIPPER_OPEN", "GRIPPER_SPEED", "JOINT_LIMIT", "JOINT_SPEED",
+    "LINK_LENGTHS", "NUM_JOINTS", "SUCCESS_RADIUS", "TABLE_COLOR", "TABLE_HALF_SIZE", "TARGET_HALF_RANGE",
+    "TARGET_RADIUS", "ReachEnv", "ReachEnvCfg", "TableLayout", "forward_kinematics", "inverse_kinematics",
+]
 
-TABLE_HALF_SIZE = (1.0, 0.6)
-"""The table spans ``u`` in [-1, 1] (left to right) and ``v`` in [-0.6, 0.6] (near to far)."""
-TARGET_HALF_RANGE = (0.85, 0.45)
-ARM_BASE = (0.0, -1.0)
-LINK_LENGTHS = (0.9, 0.9)
-TARGET_RADIUS = 0.06
-SUCCESS_RADIUS = 0.08
-EFFECTOR_RING = (0.065, 0.09)
-WRIST_VIEW_WIDTH = 1.5
-"""Table units seen across the wrist camera image."""
-
-TABLE_COLOR = (156, 122, 88)
-FLOOR_COLOR = (52, 56, 66)
-TARGET_COLOR = (225, 30, 35)
-EFFECTOR_COLOR = (40, 90, 225)
-FINGER_COLOR = (70, 70, 75)
-
-TASK_DESCRIPTION = "move the gripper onto the red target and close it"
+DEFAULT_NUM_TARGETS = 5
+DEFAULT_TARGET_SPEED = 0.006
+"""Table units per step (the arm's end effector moves up to about 0.09)."""
+DEFAULT_MAX_EPISODE_LENGTH = 400
+_SPAWN_CANDIDATES = 3
 
 
 @dataclass(frozen=True)
@@ -96,33 +112,6 @@ class TableLayout:
         return torch.stack((x, y), dim=-1)
 
 
-def forward_kinematics(joint_pos: torch.Tensor) -> torch.Tensor:
-    """End-effector table position ``(..., 2)`` from joints ``(..., >=2)`` (only joints 0 and 1 count)."""
-    shoulder, elbow = joint_pos[..., 0], joint_pos[..., 1]
-    first, second = LINK_LENGTHS
-    u = ARM_BASE[0] + first * torch.sin(shoulder) + second * torch.sin(shoulder + elbow)
-    v = ARM_BASE[1] + first * torch.cos(shoulder) + second * torch.cos(shoulder + elbow)
-    return torch.stack((u, v), dim=-1)
-
-
-def inverse_kinematics(points: torch.Tensor) -> torch.Tensor:
-    """Joints 0 and 1 ``(..., 2)`` that put the end effector at table points ``(..., 2)``.
-
-    Unreachable points give the closest reachable pose in the same direction.
-    """
-    first, second = LINK_LENGTHS
-    du = points[..., 0] - ARM_BASE[0]
-    dv = points[..., 1] - ARM_BASE[1]
-    squared = (du * du + dv * dv).clamp(min=1e-9)
-    cos_elbow = ((squared - first**2 - second**2) / (2 * first * second)).clamp(-1.0, 1.0)
-    elbow = torch.acos(cos_elbow)
-    shoulder = torch.atan2(du, dv) - torch.atan2(second * torch.sin(elbow), first + second * torch.cos(elbow))
-    return torch.stack((shoulder, elbow), dim=-1)
-
-
-HOME_POINT = (0.0, -0.35)
-
-
 @dataclass
 class ReachEnvCfg:
     """The configuration of a :class:`ReachEnv` (``env.cfg``, as in Isaac Lab)."""
@@ -131,7 +120,9 @@ class ReachEnvCfg:
     device: str = "cpu"
     image_height: int = 180
     image_width: int = 320
-    max_episode_length: int = 60
+    max_episode_length: int = DEFAULT_MAX_EPISODE_LENGTH
+    num_targets: int = DEFAULT_NUM_TARGETS
+    target_speed: float = DEFAULT_TARGET_SPEED
     seed: int | None = 0
     task_description: str = TASK_DESCRIPTION
 
@@ -144,14 +135,19 @@ class ReachEnv:
         device: torch device of every tensor (``"cpu"``, ``"cuda:0"``).
         image_height, image_width: camera image size (DROID cameras are 180 x 320).
         max_episode_length: steps before an episode is truncated.
+        num_targets: grasps an episode needs to succeed.
+        target_speed: how far a target drifts per step (table units; 0 for static targets).
         seed: seed of the env's random generator (``None``: nondeterministic).
     """
 
     OPTIONS: tuple[Option, ...] = (
         Option("image_height", int, 180, "camera image height", minimum=16),
         Option("image_width", int, 320, "camera image width", minimum=16),
-        Option("max_episode_length", int, 60, "steps before an episode is truncated",
+        Option("max_episode_length", int, DEFAULT_MAX_EPISODE_LENGTH, "steps before an episode is truncated",
                minimum=1),
+        Option("num_targets", int, DEFAULT_NUM_TARGETS, "grasps an episode needs to succeed", minimum=1),
+        Option("target_speed", float, DEFAULT_TARGET_SPEED, "target drift per step (table units; 0: static)",
+               minimum=0.0),
         Option("seed", int, 0, "seed of the env's random generator"),
     )
 
@@ -162,17 +158,25 @@ class ReachEnv:
         *,
         image_height: int = 180,
         image_width: int = 320,
-        max_episode_length: int = 60,
+        max_episode_length: int = DEFAULT_MAX_EPISODE_LENGTH,
+        num_targets: int = DEFAULT_NUM_TARGETS,
+        target_speed: float = DEFAULT_TARGET_SPEED,
         seed: int | None = 0,
     ) -> None:
         if num_envs < 1:
             raise ConfigError(f"option 'num_envs': expected an int >= 1, got {num_envs!r}")
+        if num_targets < 1:
+            raise ConfigError(f"option 'num_targets': expected an int >= 1, got {num_targets!r}")
+        if not target_speed >= 0:
+            raise ConfigError(f"option 'target_speed': expected a float >= 0, got {target_speed!r}")
         self.cfg = ReachEnvCfg(
             num_envs=num_envs,
             device=str(device),
             image_height=image_height,
             image_width=image_width,
             max_episode_length=max_episode_length,
+            num_targets=num_targets,
+            target_speed=float(target_speed),
             seed=seed,
         )
         self.num_envs = num_envs
@@ -185,7 +189,13 @@ class ReachEnv:
         self.joint_pos = torch.zeros(num_envs, NUM_JOINTS, device=self._device)
         self.gripper_pos = torch.zeros(num_envs, 1, device=self._device)
         self.target = torch.zeros(num_envs, 2, device=self._device)
+        self.target_velocity = torch.zeros(num_envs, 2, device=self._device)
+        self.grasps = torch.zeros(num_envs, dtype=torch.long, device=self._device)
+        """Targets grasped so far in each env's episode."""
+        self.armed = torch.ones(num_envs, dtype=torch.bool, device=self._device)
+        """Whether the gripper has opened since the last grasp (a closing gripper then attempts one)."""
         self.episode_length_buf = torch.zeros(num_envs, dtype=torch.long, device=self._device)
+        self._target_range = torch.tensor(TARGET_HALF_RANGE, device=self._device)
         wrist_background = torch.tensor(TABLE_COLOR, dtype=torch.uint8, device=self._device).expand(
             image_height, image_width, 3
         )
@@ -222,7 +232,7 @@ class ReachEnv:
         """Apply ``(num_envs, 8)`` actions for one step; finished envs restart inside.
 
         Returns:
-            ``(obs, reward, terminated, truncated, extras)``; ``reward`` is 1 for a success,
+            ``(obs, reward, terminated, truncated, extras)``; ``reward`` is 1 for each grasp,
             ``extras["success"]`` and ``extras["episode_length"]`` describe the episodes that
             ended in this step, ``extras["time_outs"]`` equals ``truncated``.
         """
@@ -236,10 +246,16 @@ class ReachEnv:
         gripper_command = actions[:, NUM_JOINTS:].clamp(0.0, 1.0)
         self.gripper_pos = self.gripper_pos + (gripper_command - self.gripper_pos).clamp(-GRIPPER_SPEED, GRIPPER_SPEED)
         self.episode_length_buf = self.episode_length_buf + 1
+        self._move_targets()
 
         distance = torch.linalg.vector_norm(forward_kinematics(self.joint_pos) - self.target, dim=-1)
-        terminated = self.gripper_pos[:, 0] >= GRIPPER_CLOSED
-        success = terminated & (distance <= SUCCESS_RADIUS)
+        gripper = self.gripper_pos[:, 0]
+        grasp = self.armed & (gripper >= GRIPPER_CLOSED)
+        hit = grasp & (distance <= SUCCESS_RADIUS)
+        self.grasps = self.grasps + hit.long()
+        self.armed = (self.armed & ~grasp) | (gripper <= GRIPPER_OPEN)
+        success = self.grasps >= self.cfg.num_targets
+        terminated = (grasp & ~hit) | success
         truncated = (self.episode_length_buf >= self.max_episode_length) & ~terminated
         done = terminated | truncated
         extras: Extras = {
@@ -247,7 +263,8 @@ class ReachEnv:
             "time_outs": truncated,
             "episode_length": torch.where(done, self.episode_length_buf, 0),
         }
-        reward = success.float()
+        reward = hit.float()
+        self._new_targets_where(hit & ~done)
         self._reset_where(done)
         return self._observe(), reward, terminated, truncated, extras
 
@@ -266,23 +283,44 @@ class ReachEnv:
         values = torch.rand(*shape, generator=self._generator, device=self._device)
         return low + (high - low) * values
 
-    def _reset_where(self, mask: torch.Tensor) -> None:
-        """Restart the episodes of envs where ``mask`` (vectorized; draws for every env so the random
-        stream does not depend on which envs finished)."""
+    def _move_targets(self) -> None:
+        """Drift every target by its velocity; a target leaving its range bounces back."""
+        moved = self.target + self.target_velocity
+        outside = moved.abs() > self._target_range
+        self.target_velocity = torch.where(outside, -self.target_velocity, self.target_velocity)
+        self.target = torch.maximum(torch.minimum(moved, self._target_range), -self._target_range)
+
+    def _new_targets_where(self, mask: torch.Tensor) -> None:
+        """A new target where ``mask``: the farthest from the end effector of a few random places
+        (so the gripper has time to open before it gets there), moving in a random direction.
+        Draws for every env so the random stream does not depend on which envs changed."""
         n = self.num_envs
-        target = torch.stack(
+        candidates = torch.stack(
             (
-                self._uniform(n, low=-TARGET_HALF_RANGE[0], high=TARGET_HALF_RANGE[0]),
-                self._uniform(n, low=-TARGET_HALF_RANGE[1], high=TARGET_HALF_RANGE[1]),
+                self._uniform(n, _SPAWN_CANDIDATES, low=-TARGET_HALF_RANGE[0], high=TARGET_HALF_RANGE[0]),
+                self._uniform(n, _SPAWN_CANDIDATES, low=-TARGET_HALF_RANGE[1], high=TARGET_HALF_RANGE[1]),
             ),
             dim=-1,
         )
-        joints = self._uniform(n, NUM_JOINTS, low=-0.3, high=0.3)
-        joints[:, :2] += self._home
+        distance = torch.linalg.vector_norm(candidates - forward_kinematics(self.joint_pos).unsqueeze(1), dim=-1)
+        farthest = distance.argmax(dim=1)
+        target = candidates[torch.arange(n, device=self._device), farthest]
+        heading = self._uniform(n, low=-math.pi, high=math.pi)
+        velocity = self.cfg.target_speed * torch.stack((torch.cos(heading), torch.sin(heading)), dim=-1)
         rows = mask.unsqueeze(1)
         self.target = torch.where(rows, target, self.target)
+        self.target_velocity = torch.where(rows, velocity, self.target_velocity)
+
+    def _reset_where(self, mask: torch.Tensor) -> None:
+        """Restart the episodes of envs where ``mask`` (vectorized)."""
+        joints = self._uniform(self.num_envs, NUM_JOINTS, low=-0.3, high=0.3)
+        joints[:, :2] += self._home
+        rows = mask.unsqueeze(1)
         self.joint_pos = torch.where(rows, joints, self.joint_pos)
+        self._new_targets_where(mask)
         self.gripper_pos = torch.where(rows, 0.0, self.gripper_pos)
+        self.grasps = torch.where(mask, 0, self.grasps)
+        self.armed = self.armed | mask
         self.episode_length_buf = torch.where(mask, 0, self.episode_length_buf)
 
     def _draw_external_background(self) -> torch.Tensor:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from arena_adapters.evaluation.episodes import Episode
+from arena_adapters.evaluation.request_counts import RequestComparison
 from arena_adapters.evaluation.statistics import LatencySummary, LengthSummary
 from arena_adapters.options import masked
 
@@ -32,6 +33,8 @@ class EvalResult:
         error: ``"Type: message"`` of the exception that stopped the run, if one did.
         info: free-form context (adapter, endpoint, environment, options) copied into the report.
         report_path, figure_path: where the report and figure were written, if they were.
+        request_comparison: requests sent next to the ideal and an Arena-style client, when
+            computed (the demo does).
     """
 
     num_envs: int
@@ -47,6 +50,7 @@ class EvalResult:
     info: dict[str, Any] = field(default_factory=dict)
     report_path: Path | None = None
     figure_path: Path | None = None
+    request_comparison: RequestComparison | None = None
 
     @property
     def completed(self) -> int:
@@ -111,6 +115,7 @@ class EvalResult:
                 "per_s": round(self.requests_per_s, 3),
                 "env_observations": self.env_requests,
                 "env_observations_per_s": round(self._rate(self.env_requests), 3),
+                **({"compared": self.request_comparison.to_dict()} if self.request_comparison else {}),
             },
             "steps": {
                 "count": self.steps,
@@ -147,6 +152,8 @@ class EvalResult:
             f"  throughput     {self.requests_per_s:.1f} requests/s  {self.steps_per_s:.1f} steps/s  "
             f"({self.steps_per_s * self.num_envs:.0f} env steps/s)  in {self.wall_time_s:.1f} s",
         ]
+        if self.request_comparison is not None:
+            lines.append(self.request_comparison.summary())
         if self.report_path is not None:
             lines.append(f"  report         {self.report_path}")
         if self.figure_path is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -11,9 +12,16 @@ import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
-from arena_adapters.envs.expert_server import READY_PREFIX
-from arena_adapters.errors import TransportError
+from arena_adapters.envs.expert_server import (
+    EXPERT_POLICY,
+    READY_PREFIX,
+    reference_server_factory,
+    served_expert,
+)
+from arena_adapters.errors import ConfigError, TransportError
+from arena_adapters.importing import import_object
 
 
 class ServerProcess:
@@ -39,10 +47,30 @@ class ServerProcess:
         self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in __exit__
 
     @staticmethod
-    def for_expert(adapter: str, *, host: str = "127.0.0.1", port: int = 0) -> ServerProcess:
-        """The ``reach`` expert served by ``adapter``'s reference server."""
-        command = [sys.executable, "-m", "arena_adapters.envs.expert_server", "--adapter", adapter,
-                   "--host", host, "--port", str(port)]
+    def for_expert(adapter: str, *, host: str = "127.0.0.1", port: int = 0, policy: str = EXPERT_POLICY,
+                   environment: str = "reach") -> ServerProcess:
+        """``environment``'s expert (or, with ``policy="null"``, the server's zero-work policy)
+        served by ``adapter``'s reference server, as the adapter's plugin registered it.
+
+        The factories are looked up here and passed to the process by import path, so that it
+        imports only the server and the served policy (and starts quickly); factories that cannot
+        be imported by name are looked up by the process itself.
+
+        Raises:
+            ConfigError: the adapter cannot serve the expert (see
+                :func:`~arena_adapters.envs.expert_server.served_expert`) or has no server.
+        """
+        record = served_expert(adapter, environment)
+        if record.in_process:
+            raise ConfigError(f"adapter {adapter!r} runs the {environment!r} expert in process; it has no server")
+        server, expert = _import_path(reference_server_factory(adapter)), _import_path(record.factory)
+        command = [sys.executable, "-m", "arena_adapters.envs.expert_server", "--host", host, "--port", str(port),
+                   "--policy", policy]
+        options = _as_json(record.server_options)
+        if server and expert and options:
+            command += ["--server", server, "--expert", expert, "--server-options", options]
+        else:
+            command += ["--adapter", adapter, "--environment", environment]
         return ServerProcess(command)
 
     @property
@@ -138,3 +166,21 @@ class ServerProcess:
     ) -> None:
         self.stop()
         self._stderr.close()
+
+
+def _import_path(target: Any) -> str:
+    """``"module:qualname"`` that imports ``target`` back, or ``""`` if there is none."""
+    path = f"{getattr(target, '__module__', '')}:{getattr(target, '__qualname__', '')}"
+    try:
+        return path if import_object(path) is target else ""
+    except (ConfigError, ValueError):
+        return ""
+
+
+def _as_json(options: Any) -> str:
+    """The options as JSON text, or ``""`` if JSON cannot carry them exactly."""
+    try:
+        text = json.dumps(dict(options))
+        return text if json.loads(text) == dict(options) else ""
+    except (TypeError, ValueError):
+        return ""

@@ -9,13 +9,35 @@
 
 from __future__ import annotations
 
-from arena_adapters_gr00t.codec import decode, encode
-from arena_adapters_gr00t.embodiment import EmbodimentSpec, load_spec
-from arena_adapters_gr00t.modality import ActionConfig, ModalityConfig
-from arena_adapters_gr00t.reference_policy import ReferencePolicy
-from arena_adapters_gr00t.server import ReferenceServer, start_reference_server
-from arena_adapters_gr00t.translators import Gr00tActions, Gr00tObservations
-from arena_adapters_gr00t.transport import Gr00tTransport
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from arena_adapters_gr00t.codec import decode, encode
+    from arena_adapters_gr00t.embodiment import EmbodimentSpec, load_spec
+    from arena_adapters_gr00t.modality import ActionConfig, ModalityConfig
+    from arena_adapters_gr00t.reference_policy import ReferencePolicy
+    from arena_adapters_gr00t.server import ReferenceServer, start_reference_server
+    from arena_adapters_gr00t.translators import Gr00tActions, Gr00tObservations
+    from arena_adapters_gr00t.transport import Gr00tTransport
+
+_EXPORTS = {
+    "decode": "codec", "encode": "codec", "EmbodimentSpec": "embodiment", "load_spec": "embodiment",
+    "ActionConfig": "modality", "ModalityConfig": "modality", "ReferencePolicy": "reference_policy",
+    "ReferenceServer": "server", "start_reference_server": "server", "Gr00tActions": "translators",
+    "Gr00tObservations": "translators", "Gr00tTransport": "transport",
+}
+"""Imported on first use, so that a server process importing one module does not import torch."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'arena_adapters_gr00t' has no attribute {name!r}")
+    value = getattr(import_module(f"arena_adapters_gr00t.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ActionConfig",

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from arena_adapters.options import Option
-from arena_adapters_gr00t import protocol
+from arena_adapters_gr00t import droid_keys, protocol
 from arena_adapters_gr00t.embodiment import (
     ActionGroupSpec,
     CameraSpec,
@@ -32,15 +32,15 @@ from arena_adapters_gr00t.embodiment import (
 )
 from arena_adapters_gr00t.translators import Gr00tActions, Gr00tObservations
 
-EXTERIOR_CAMERA = "exterior_image_1_left"
-WRIST_CAMERA = "wrist_image_left"
-JOINT_POSITION = "joint_position"
-GRIPPER_POSITION = "gripper_position"
-LANGUAGE_KEY = "annotation.language.language_instruction"
-DROID = "droid"
-IMAGE_SIZE = (180, 320)
-ACTION_HORIZON = 32
-JOINTS = 7
+EXTERIOR_CAMERA = droid_keys.EXTERIOR_CAMERA
+WRIST_CAMERA = droid_keys.WRIST_CAMERA
+JOINT_POSITION = droid_keys.JOINT_POSITION
+GRIPPER_POSITION = droid_keys.GRIPPER_POSITION
+LANGUAGE_KEY = droid_keys.LANGUAGE_KEY
+DROID = droid_keys.DROID
+IMAGE_SIZE = droid_keys.IMAGE_SIZE
+ACTION_HORIZON = droid_keys.ACTION_HORIZON
+JOINTS = droid_keys.JOINTS
 
 DEFAULT_PATHS = {
     "exterior_camera": "camera_obs.external_camera_rgb",

@@ -29,12 +29,14 @@ from arena_adapters.records import (
     ObservationTranslatorRecord,
     ProbeRecord,
     ReferenceServerRecord,
+    ServedExpertRecord,
     TransportRecord,
 )
 from arena_adapters.transport import DEADLINES, RETRY_OPTIONS, limit_options, server_limit_options
 from arena_adapters_gr00t import droid, protocol
 from arena_adapters_gr00t.codec import ARRAY_ENCODINGS, NPY
 from arena_adapters_gr00t.probe import PROBE_OPTIONS, probe_server
+from arena_adapters_gr00t.served_expert import Gr00tReachExpert
 from arena_adapters_gr00t.server import start_reference_server
 from arena_adapters_gr00t.translators import Gr00tActions, Gr00tObservations
 from arena_adapters_gr00t.transport import ARRAY_ENCODING_CHOICES, AUTO, Gr00tTransport
@@ -167,4 +169,18 @@ def register_probes(register: Any) -> None:
         factory=probe_server,
         description="ping, modality config, one synthetic get_action, reply shapes, latency",
         options=PROBE_OPTIONS,
+    ))
+
+
+@hookimpl
+def register_served_experts(register: Any) -> None:
+    register(ServedExpertRecord(
+        name="gr00t.reach_expert",
+        protocol=PROTOCOL,
+        factory=Gr00tReachExpert,
+        description="the reach expert as a GR00T DROID policy (32-step chunks, served flat)",
+        adapter="gr00t",
+        environment="reach",
+        server_options={"format": protocol.FLAT},
+        client_options={"execute_steps": 8},
     ))

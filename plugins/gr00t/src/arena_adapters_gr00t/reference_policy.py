@@ -5,6 +5,7 @@ A served policy has ``get_action(observation, options=None) -> (action, info)``,
 upstream's ``BasePolicy``. :func:`as_served_policy` adapts what a user hands in:
 
 - ``None``: :class:`ReferencePolicy`, a deterministic DROID-shaped test policy;
+- ``"null"``: :class:`NullPolicy`, a constant DROID-shaped chunk that costs no work;
 - an object with ``get_action``: used as is (``reset``/``get_modality_config`` optional);
 - a plain callable ``fn(observation) -> action map`` (or ``(action, info)``): wrapped; it sees the
   observation exactly as sent, and may carry a ``modality_config`` attribute to describe itself.
@@ -21,7 +22,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from arena_adapters_gr00t import droid, protocol
+from arena_adapters.records import NULL_POLICY
+from arena_adapters_gr00t import droid_keys as droid
+from arena_adapters_gr00t import protocol
 from arena_adapters_gr00t.modality import ActionConfig, ModalityConfig, as_modality_configs
 from arena_adapters_gr00t.validation import (
     ObservationInvalid,
@@ -112,6 +115,51 @@ def _batch_size(observation: Mapping[str, Any]) -> int:
     return 0
 
 
+class NullPolicy:
+    """A constant chunk of zeros for every env, computed once per batch size: no per-request work
+    beyond reading the batch size, so a client measured against it measures itself and the wire.
+
+    Replies the action keys of its modality configs (default DROID: ``joint_position`` (B, 32, 7),
+    ``gripper_position`` (B, 32, 1)), prefixed ``"action."`` when ``flat``; ``info`` is ``{}``.
+    Observations are not checked.
+    """
+
+    def __init__(self, modality_configs: Mapping[str, Any] | None = None, *, flat: bool = True,
+                 action_dims: Mapping[str, int] | None = None) -> None:
+        configs = as_modality_configs(modality_configs) if modality_configs is not None else droid_modality_configs()
+        self.modality_configs = configs
+        dims = dict(action_dims or {droid.JOINT_POSITION: droid.JOINTS, droid.GRIPPER_POSITION: 1})
+        action_config = configs[protocol.ACTION]
+        prefix = "action." if flat else ""
+        self._layout = [(prefix + key, dims.get(key, 1)) for key in action_config.modality_keys]
+        self._horizon = action_config.horizon
+        self._chunks: dict[int, dict[str, NDArray[np.float32]]] = {}
+
+    def get_action(self, observation: Mapping[str, Any], options: Mapping[str, Any] | None = None
+                   ) -> tuple[dict[str, NDArray[np.float32]], dict[str, Any]]:
+        """The cached zero chunk for this batch size."""
+        batch = _batch_size(observation) if protocol.VIDEO in observation else _flat_batch_size(observation)
+        chunk = self._chunks.get(batch)
+        if chunk is None:
+            chunk = {key: np.zeros((batch, self._horizon, dim), dtype=np.float32) for key, dim in self._layout}
+            self._chunks[batch] = chunk
+        return chunk, {}
+
+    def reset(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Nothing to reset."""
+        return {}
+
+    def get_modality_config(self) -> dict[str, ModalityConfig]:
+        return dict(self.modality_configs)
+
+
+def _flat_batch_size(observation: Mapping[str, Any]) -> int:
+    for key, value in observation.items():
+        if key.startswith((protocol.VIDEO + ".", protocol.STATE + ".")):
+            return len(value)
+    return 0
+
+
 class FlatPolicyWrapper:
     """Flat observations in, flat actions out, around a nested policy (``--use-sim-policy-wrapper``).
 
@@ -150,7 +198,7 @@ class FlatPolicyWrapper:
             if modality in (protocol.VIDEO, protocol.STATE) and name:
                 nested[modality][name] = value
             elif language_keys is None or key in language_keys:
-                nested[protocol.LANGUAGE][key] = [[str(item)] for item in value]
+                nested[protocol.LANGUAGE][key] = np.asarray(value, dtype=str).reshape(-1, 1).tolist()
         return nested
 
 
@@ -184,6 +232,8 @@ def as_served_policy(policy: Any, *, format: str | None = None, strict: bool = T
     """
     if format is not None and format not in protocol.FORMATS:
         raise ValueError(f"format must be one of {list(protocol.FORMATS)}, got {format!r}")
+    if isinstance(policy, str) and policy == NULL_POLICY:
+        return NullPolicy(flat=format != protocol.NESTED)
     if policy is None:
         served: Any = ReferencePolicy(strict=strict)
         return served if format == protocol.NESTED else FlatPolicyWrapper(served, strict=strict)

@@ -43,6 +43,7 @@ import zmq
 
 from arena_adapters.errors import ConfigError
 from arena_adapters.importing import import_object
+from arena_adapters.records import NULL_POLICY
 from arena_adapters.transport import (
     SERVER_MAX_REQUEST_BYTES,
     Deadline,
@@ -72,8 +73,8 @@ class ReferenceServer:
     """A GR00T policy server on a REP socket (see the module docstring).
 
     Args:
-        policy: the policy object or callable (``None``: the built-in test policy; a
-            ``"module:attr"`` string is imported).
+        policy: the policy object or callable (``None``: the built-in test policy; ``"null"``: a
+            constant chunk at no cost; a ``"module:attr"`` string is imported).
         host, port: where to bind (``port=0`` picks a free port).
         api_token: require this token on every request.
         format: ``"flat"`` wraps the policy like ``--use-sim-policy-wrapper``, ``"nested"`` serves it
@@ -113,7 +114,7 @@ class ReferenceServer:
             raise ConfigError(f"option 'fault_injector': expected f(reply_bytes) -> ReplyFault | None, "
                               f"got {fault_injector!r}")
         self.fault_injector = fault_injector
-        if isinstance(policy, str):
+        if isinstance(policy, str) and policy != NULL_POLICY:
             policy = import_object(policy)
         self.protocol_version = protocol.check_protocol_version(protocol_version)
         if self.protocol_version == protocol.N15 and format is None:

@@ -11,14 +11,36 @@ the reference server ``openpi.server`` (:func:`start_server`) and the probe ``op
 
 from __future__ import annotations
 
-from arena_adapters.transport import DecodeLimits
-from arena_adapters_openpi.actions import OpenpiActions
-from arena_adapters_openpi.builtin_policy import EchoStatePolicy
-from arena_adapters_openpi.codec import decode, encode
-from arena_adapters_openpi.observations import OpenpiObservations, synthetic_request
-from arena_adapters_openpi.probe import probe_server
-from arena_adapters_openpi.server import ReferenceServer, start_server
-from arena_adapters_openpi.transport import WebsocketTransport
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from arena_adapters.transport import DecodeLimits
+    from arena_adapters_openpi.actions import OpenpiActions
+    from arena_adapters_openpi.builtin_policy import EchoStatePolicy
+    from arena_adapters_openpi.codec import decode, encode
+    from arena_adapters_openpi.observations import OpenpiObservations, synthetic_request
+    from arena_adapters_openpi.probe import probe_server
+    from arena_adapters_openpi.server import ReferenceServer, start_server
+    from arena_adapters_openpi.transport import WebsocketTransport
+
+_EXPORTS = {
+    "OpenpiActions": "actions", "EchoStatePolicy": "builtin_policy", "DecodeLimits": "codec", "decode": "codec",
+    "encode": "codec", "OpenpiObservations": "observations", "synthetic_request": "observations",
+    "probe_server": "probe", "ReferenceServer": "server", "start_server": "server",
+    "WebsocketTransport": "transport",
+}
+"""Imported on first use, so that a server process importing one module does not import torch."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'arena_adapters_openpi' has no attribute {name!r}")
+    value = getattr(import_module(f"arena_adapters_openpi.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

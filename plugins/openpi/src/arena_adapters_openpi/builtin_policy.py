@@ -59,6 +59,29 @@ class EchoStatePolicy:
         """Nothing to reset: the policy is stateless."""
 
 
+class NullPolicy:
+    """A constant ``(H, 8)`` zero chunk for every observation, unchecked: a request costs the
+    server nothing but the wire (``arena-adapters serve openpi --policy null``).
+
+    Args:
+        action_horizon: ``H``.
+        action_dim: actions per step (8: DROID joints and gripper).
+    """
+
+    def __init__(self, action_horizon: int = 10, action_dim: int = 8) -> None:
+        if action_horizon < 1 or action_dim < 1:
+            raise ValueError(f"action_horizon and action_dim must be >= 1, got {action_horizon}, {action_dim}")
+        self.metadata: dict[str, Any] = {}
+        self._reply = {"actions": np.zeros((action_horizon, action_dim), dtype=np.float32)}
+
+    def infer(self, obs: Mapping[str, Any]) -> dict[str, Any]:
+        """The constant reply (a fresh dict around the same array)."""
+        return dict(self._reply)
+
+    def reset(self) -> None:
+        """Nothing to reset."""
+
+
 def _state_of(obs: Mapping[str, Any]) -> tuple[np.ndarray[Any, Any], int]:
     if "observation/joint_position" in obs:
         for key in ("observation/exterior_image_1_left", "observation/wrist_image_left"):

@@ -13,12 +13,14 @@ from arena_adapters.records import (
     ObservationTranslatorRecord,
     ProbeRecord,
     ReferenceServerRecord,
+    ServedExpertRecord,
     TransportRecord,
 )
 from arena_adapters.transport import DEADLINES, RETRY_OPTIONS, limit_options, server_limit_options
 from arena_adapters_openpi.actions import OpenpiActions
 from arena_adapters_openpi.observations import EMBODIMENTS, STATE_WIRE_DTYPES, OpenpiObservations
 from arena_adapters_openpi.probe import probe_server
+from arena_adapters_openpi.served_expert import OpenPiReachExpert
 from arena_adapters_openpi.server import start_server
 from arena_adapters_openpi.transport import DEFAULT_ENDPOINT, DEFAULT_PORT, WebsocketTransport
 
@@ -153,4 +155,17 @@ def register_probes(register: Any) -> None:
         factory=probe_server,
         description="/healthz, metadata frame, one synthetic inference, reply shape, latencies",
         options=PROBE_OPTIONS,
+    ))
+
+
+@hookimpl
+def register_served_experts(register: Any) -> None:
+    register(ServedExpertRecord(
+        name="openpi.reach_expert",
+        protocol=PROTOCOL,
+        factory=OpenPiReachExpert,
+        description="the reach expert as an openpi DROID policy (16-step chunks)",
+        adapter="openpi",
+        environment="reach",
+        client_options={"execute_steps": 8},
     ))

@@ -17,7 +17,8 @@ faulted.
 The policy may be:
 - an openpi-style policy object with ``infer(obs: dict) -> dict`` (and optionally ``metadata``),
 - a plain callable ``policy(obs: dict) -> dict``,
-- ``None``: the deterministic :class:`~arena_adapters_openpi.builtin_policy.EchoStatePolicy`.
+- ``None``: the deterministic :class:`~arena_adapters_openpi.builtin_policy.EchoStatePolicy`;
+- ``"null"``: :class:`~arena_adapters_openpi.builtin_policy.NullPolicy`, a constant chunk at no cost.
 
 Like upstream, inference runs on the server's event loop by default, so clients are served one at
 a time. ``infer_in_thread=True`` runs it in a pool of ``workers`` threads instead, so concurrent
@@ -52,6 +53,7 @@ from websockets.http11 import Request, Response
 
 from arena_adapters.errors import ConfigError, ProtocolError
 from arena_adapters.importing import import_object
+from arena_adapters.records import NULL_POLICY
 from arena_adapters.transport import (
     SERVER_MAX_REQUEST_BYTES,
     Deadline,
@@ -61,7 +63,7 @@ from arena_adapters.transport import (
     start_failure,
     wait_ready,
 )
-from arena_adapters_openpi.builtin_policy import EchoStatePolicy
+from arena_adapters_openpi.builtin_policy import EchoStatePolicy, NullPolicy
 from arena_adapters_openpi.codec import decode, encode
 from arena_adapters_openpi.transport import DEFAULT_PORT
 
@@ -134,6 +136,8 @@ class ReferenceServer:
     ) -> None:
         if policy is None:
             policy = EchoStatePolicy(action_horizon=action_horizon, delay=delay)
+        elif isinstance(policy, str) and policy == NULL_POLICY:
+            policy = NullPolicy(action_horizon=action_horizon)
         self.policy = policy
         self._infer = policy_function(policy)
         self.metadata = _metadata_of(policy, metadata)

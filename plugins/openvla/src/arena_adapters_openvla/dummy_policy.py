@@ -9,7 +9,8 @@ running these rules, so a client can check the exact values it gets back:
   len(instruction), number of keys containing "wrist" + sum(state)] + i``, float64. With
   ``action_dim`` other than 7 the base row is cut or padded with zeros before adding ``i``.
 
-Means are over the ``full_image``/``image`` pixels per channel.
+Means are over the ``full_image``/``image`` pixels per channel. :class:`NullPolicy` replies zeros
+at no cost (for measuring a client alone).
 """
 
 from __future__ import annotations
@@ -57,3 +58,21 @@ class DummyOftPolicy:
         row = np.array([*features, wrist_count + state_sum], dtype=np.float64)[: self.action_dim]
         base[: len(row)] = row
         return [base + i for i in range(self.chunk_size)]
+
+
+class NullPolicy:
+    """A constant zero reply for every payload, unchecked: a request costs the server nothing but
+    the wire (``arena-adapters serve openvla --policy null``).
+
+    Replies a float64 ``(action_dim,)`` action (``variant="openvla"``, 7 wide) or a list of
+    ``chunk_size`` of them (``"oft"``), like the dummy policies.
+    """
+
+    def __init__(self, variant: str = "openvla", chunk_size: int = 8, action_dim: int = 7) -> None:
+        if chunk_size < 1 or action_dim < 1:
+            raise ValueError(f"chunk_size and action_dim must be >= 1, got {chunk_size}, {action_dim}")
+        action = np.zeros(action_dim if variant == "oft" else 7, dtype=np.float64)
+        self._reply: NDArray[Any] | list[NDArray[Any]] = [action] * chunk_size if variant == "oft" else action
+
+    def __call__(self, payload: Mapping[str, Any]) -> NDArray[Any] | list[NDArray[Any]]:
+        return self._reply

@@ -23,8 +23,8 @@ from arena_adapters.errors import ConfigError, ObservationError
 from arena_adapters.imaging import resize_with_pad
 from arena_adapters.observations import lookup, require_batch, require_tensor, select_rows
 from arena_adapters.parts import Observation, Query
+from arena_adapters_openvla.variants import VARIANTS as VARIANTS  # re-exported
 
-VARIANTS = ("openvla", "oft")
 DEFAULT_IMAGE_KEY = "camera_obs.external_camera_rgb"
 DEFAULT_WRIST_CAMERAS = "wrist_image=camera_obs.wrist_camera_rgb"
 DEFAULT_STATE_KEYS = "policy.joint_pos,policy.gripper_pos"

@@ -17,6 +17,7 @@ from arena_adapters.records import (
     ObservationTranslatorRecord,
     ProbeRecord,
     ReferenceServerRecord,
+    ServedExpertRecord,
     TransportRecord,
 )
 from arena_adapters.transport import DEADLINES
@@ -31,6 +32,7 @@ from arena_adapters_openvla.options import (
     TRANSPORT_OPTIONS,
 )
 from arena_adapters_openvla.probe import probe_server
+from arena_adapters_openvla.served_expert import OFT_CLIENT_OPTIONS, OFT_SERVER_OPTIONS, OftReachExpert
 from arena_adapters_openvla.server import start_reference_server
 from arena_adapters_openvla.transport import HttpTransport
 
@@ -106,4 +108,18 @@ def register_probes(register: Any) -> None:
         factory=probe_server,
         description="GET /openapi.json, one synthetic observation, reply shape, latency",
         options=PROBE_OPTIONS,
+    ))
+
+
+@hookimpl
+def register_served_experts(register: Any) -> None:
+    register(ServedExpertRecord(
+        name="openvla.reach_expert",
+        protocol=PROTOCOL,
+        factory=OftReachExpert,
+        description="the reach expert as an OpenVLA-OFT model (16-step chunks from image and state)",
+        adapter="openvla",
+        environment="reach",
+        server_options=OFT_SERVER_OPTIONS,
+        client_options=OFT_CLIENT_OPTIONS,
     ))

@@ -23,7 +23,8 @@ The policy is any callable ``policy(payload: dict) -> np.ndarray | list[np.ndarr
 the upstream model code gets it: ``image``/``instruction``/``unnorm_key``, or the OFT observation),
 or an object with such a ``predict_action`` (OpenVLA's method name) or ``get_server_action``
 (OFT's) method; a class is instantiated without arguments first. ``None`` serves the deterministic
-dummy policy of the golden captures (see :mod:`arena_adapters_openvla.dummy_policy`).
+dummy policy of the golden captures (see :mod:`arena_adapters_openvla.dummy_policy`), ``"null"``
+a constant action (chunk) at no cost.
 
 Requires the ``server`` extra (``pip install arena-adapters-openvla[server]``).
 """
@@ -35,15 +36,15 @@ import hmac
 import logging
 import queue
 import socket
+import sys
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-import torch
-
 from arena_adapters.errors import ConfigError
 from arena_adapters.importing import import_object
+from arena_adapters.records import NULL_POLICY
 from arena_adapters.transport import (
     BIND_ERRORS,
     SERVER_MAX_REQUEST_BYTES,
@@ -55,9 +56,9 @@ from arena_adapters.transport import (
     wait_ready,
 )
 from arena_adapters_openvla import codec
-from arena_adapters_openvla.dummy_policy import DummyOftPolicy, DummyOpenVlaPolicy
-from arena_adapters_openvla.observations import VARIANTS
+from arena_adapters_openvla.dummy_policy import DummyOftPolicy, DummyOpenVlaPolicy, NullPolicy
 from arena_adapters_openvla.transport import ACT_PATH, OFT_PORT, OPENVLA_PORT
+from arena_adapters_openvla.variants import VARIANTS
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,8 @@ def resolve_policy(policy: Any, variant: str = "openvla", chunk_size: int = 8, a
     Raises:
         ConfigError: ``policy`` is neither callable nor has a ``predict_action``/``get_server_action`` method.
     """
+    if isinstance(policy, str) and policy == NULL_POLICY:
+        return NullPolicy(variant=variant, chunk_size=chunk_size, action_dim=action_dim)
     if policy is None:
         if variant == "oft":
             return DummyOftPolicy(chunk_size=chunk_size, action_dim=action_dim)
@@ -137,7 +140,8 @@ class ServerStats:
 
 def _to_wire(value: Any) -> Any:
     """Torch tensors (in the reply or inside a list of them) become numpy arrays."""
-    if isinstance(value, torch.Tensor):
+    torch = sys.modules.get("torch")  # a policy that returns tensors has imported it
+    if torch is not None and isinstance(value, torch.Tensor):
         return value.detach().to("cpu").numpy()
     if isinstance(value, (list, tuple)):
         return [_to_wire(item) for item in value]
