@@ -103,9 +103,8 @@ def test_an_action_width_mismatch_is_named_with_its_fix(openvla_server: Any, cap
               "--num-episodes", "2", "--no-report", "--progress", "none"]
     assert main(common) == 2
     err = capsys.readouterr().err
-    assert "ConfigError: adapter 'openvla' and environment 'ReachEnv' disagree on actions: " in err
-    assert "the policy sends 7 action dims, the env takes 8" in err  # said before the first step
-    assert "--action-dim" in err and "Traceback" not in err
+    assert "ActionError: action width mismatch: adapter 'openvla' returns 7-D actions, the environment expects 8-D" in err
+    assert "--action-dim 8" in err and "Traceback" not in err
     assert main([*common, "--action-dim", "8", "--max-steps", "2"]) == 0  # the fix it names works
     assert "reach openvla:" in capsys.readouterr().out
 

@@ -165,14 +165,16 @@ def test_a_dead_server_is_a_trial_error_with_the_server_url_and_remedy(server: A
     assert "hint: start the gr00t policy server" in error and "'arena-adapters serve gr00t'" in error
 
 
-def test_an_action_width_mismatch_names_both_widths_and_the_fix(server: Any, tmp_path: Path) -> None:
+def test_an_action_width_mismatch_is_refused_before_any_motion(server: Any, tmp_path: Path) -> None:
     policy = ArenaAdapterPolicy("gr00t", endpoint=server.endpoint, action_dim=7)
     try:
-        log = _run(policy, DroidReach(action_dim=7), reach_task(0.2, max_steps=8), tmp_path)
+        with pytest.raises(ConfigError) as caught:  # the declared layout is checked when the policy binds
+            _run(policy, DroidReach(action_dim=7), reach_task(0.2, max_steps=8), tmp_path)
+        assert policy.policy.stats.queries == 0
     finally:
         policy.close()
-    error = log.samples[0].error or ""
-    assert "returned 8-D actions, but the action space is 7-D" in error and "action_dim=8" in error
+    assert "the policy sends 8 action dims, the env takes 7" in str(caught.value)
+    assert "--action-dim" in str(caught.value)
 
 
 def test_observation_map_renames_entries_for_any_adapter() -> None:

@@ -38,3 +38,21 @@ def test_compatible_or_undeclared_layouts_pass() -> None:
                   adapter="gr00t", environment="reach")
     check_layouts(None, DROID, adapter="x", environment="y")
     assert layout_problems(ActionLayout.of("joint_0..6,gripper"), DROID) == []  # OTHER mode, no units: no claim
+
+
+def test_eval_refuses_a_declared_layout_that_does_not_fit_before_the_first_query() -> None:
+    import arena_adapters as aa
+    from arena_adapters.envs.reach import ReachEnv
+    from arena_adapters.evaluation import evaluate
+
+    class SevenWide:
+        action_layout = ActionLayout.of("eef_0..5,gripper", "eef_delta")
+
+        def translate(self, reply: object, query: object) -> object:
+            raise AssertionError("no query may be made")
+
+    with aa.load_policy("local", policy=lambda observation: None) as policy:
+        policy.action_translator = SevenWide()  # type: ignore[assignment]
+        with pytest.raises(ConfigError, match="the policy sends 7 action dims, the env takes 8"):
+            evaluate(policy, ReachEnv(num_envs=2), 2)
+        assert policy.stats.queries == 0

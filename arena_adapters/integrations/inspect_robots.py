@@ -42,6 +42,7 @@ from inspect_robots import Action, ActionChunk, Box, Observation, PolicyBase, Po
 from inspect_robots.embodiment import EmbodimentInfo
 
 from arena_adapters.errors import ActionError, ConfigError, ObservationError, TransportError
+from arena_adapters.layouts import ActionLayout, check_layouts
 from arena_adapters.plugins import FIRST_PARTY_DISTRIBUTIONS, PluginRegistry, default_registry
 from arena_adapters.policy import Policy, load_policy
 
@@ -103,7 +104,17 @@ class ArenaAdapterPolicy(PolicyBase):
     # ------------------------------------------------------------------- Inspect Robots hooks
 
     def bind(self, embodiment_info: EmbodimentInfo) -> None:
-        """Adopt the embodiment's action space unless ``action_dim`` was given."""
+        """Adopt the embodiment's action space unless ``action_dim`` was given, after checking the
+        adapter's declared action layout against it (before any motion).
+
+        Raises:
+            ConfigError: the declared layout does not fit the embodiment's action space.
+        """
+        space = self.info.action_space if self._fixed_width else embodiment_info.action_space
+        shape = getattr(space, "shape", None)
+        if shape:
+            check_layouts(self.policy.action_layout, ActionLayout.of_width(int(shape[-1])),
+                          adapter=self.adapter, environment=type(embodiment_info).__name__)
         if not self._fixed_width:
             self.info = PolicyInfo(name=self.info.name, action_space=embodiment_info.action_space,
                                    observation_space=self.info.observation_space)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from arena_adapters.errors import ActionError
+from arena_adapters.layouts import ActionLayout, check_layouts
 from arena_adapters.plugins import PluginRegistry
 from arena_adapters.policy import Policy, load_policy
 
@@ -56,9 +57,16 @@ class ArenaPolicyRuntime:
         """The ``(num_envs, action_dim)`` actions for this step, on the observation's device.
 
         Raises:
+            ConfigError: before the first query, when the adapter's declared action layout does
+                not fit the env's ``action_space`` (the message names the dims and the fix).
             ActionError: on the first step, when the adapter's action width differs from the env's
                 ``action_space``.
         """
+        if not self._checked_action_width:
+            shape = getattr(getattr(env, "action_space", None), "shape", None)
+            if shape and len(shape) == 2:
+                check_layouts(self.policy.action_layout, ActionLayout.of_width(int(shape[-1])),
+                              adapter=self._adapter_name, environment=type(env).__name__)
         actions = self.policy.get_action(observation)
         if not self._checked_action_width:
             self._check_action_width(env, actions)

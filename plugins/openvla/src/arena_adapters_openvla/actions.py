@@ -21,7 +21,7 @@ import torch
 from numpy.typing import NDArray
 
 from arena_adapters.errors import ActionError, ConfigError
-from arena_adapters.layouts import ActionLayout, ControlMode
+from arena_adapters.layouts import ActionLayout
 from arena_adapters.observations import describe
 from arena_adapters.parts import Query
 
@@ -40,10 +40,6 @@ def parse_indices(value: Any) -> tuple[int, ...] | None:
     if not indices or min(indices) < 0:
         raise ConfigError(f"option 'action_select': expected non-negative indices, got {value!r}")
     return indices
-
-
-OPENVLA_LAYOUT = ActionLayout.of("dx,dy,dz,droll,dpitch,dyaw,gripper", ControlMode.EEF_DELTA)
-"""What OpenVLA and OFT (LIBERO, BridgeData) actions are: an end-effector delta and the gripper."""
 
 
 class OpenVlaActions:
@@ -66,10 +62,11 @@ class OpenVlaActions:
             )
 
     @property
-    def action_layout(self) -> ActionLayout:
-        """OpenVLA's end-effector deltas and gripper; once selected or padded, only the width is known."""
+    def action_layout(self) -> ActionLayout | None:
+        """The width once ``action_select`` or ``action_dim`` fix it; otherwise the model decides
+        (OpenVLA's 7 end-effector deltas and gripper, an OFT model's own width): undeclared."""
         if self.select is None and self.action_dim is None:
-            return OPENVLA_LAYOUT
+            return None
         return ActionLayout.of_width(self.action_dim or len(self.select or ()))
 
     def translate(self, reply: Any, query: Query) -> torch.Tensor:
