@@ -256,8 +256,8 @@ class PluginRegistry:
             self._unregister(plugin)
             self._fail(name, problem)
         for record in records:
-            self._records[type(record)][record.name] = record
-            self._providers[(type(record), record.name)] = name
+            self._records[kind_of(record)][record.name] = record
+            self._providers[(kind_of(record), record.name)] = name
         self._loaded.add(name)
 
     def load_all(self) -> None:
@@ -285,7 +285,7 @@ class PluginRegistry:
             caller = self._manager.subset_hook_caller(hook_name, remove_plugins=others)
 
             def register(record: Record, _hook: str = hook_name, _type: type = record_type) -> None:
-                if type(record) is not _type:
+                if not isinstance(record, _type):
                     raise PluginError(
                         f"{_hook} expects {_type.__name__} records, got {type(record).__name__}"
                     )
@@ -297,10 +297,10 @@ class PluginRegistry:
     def _validate(self, records: list[Record]) -> str:
         seen: set[tuple[type, str]] = set()
         for record in records:
-            key = (type(record), record.name)
+            key = (kind_of(record), record.name)
             if not isinstance(record.name, str) or not record.name:
                 return f"a {record.kind} has an empty or non-str name: {record.name!r}"
-            if key in seen or record.name in self._records[type(record)]:
+            if key in seen or record.name in self._records[kind_of(record)]:
                 owner = self._providers.get(key, "this plugin")
                 return f"{record.kind} {record.name!r} is already registered (by {owner})"
             seen.add(key)
@@ -396,7 +396,7 @@ class PluginRegistry:
 
     def provider(self, record: Record) -> str:
         """The name of the plugin that registered ``record``."""
-        return self._providers[(type(record), record.name)]
+        return self._providers[(kind_of(record), record.name)]
 
     def _unknown_message(self, kind: str, name: str, valid: list[str]) -> str:
         text = f"unknown {kind} {name!r}; valid names: {', '.join(valid) or '(none)'}"
@@ -429,3 +429,11 @@ def default_registry() -> PluginRegistry:
     if _default_registry is None:
         _default_registry = PluginRegistry()
     return _default_registry
+
+
+def kind_of(record: Record) -> type:
+    """The record class of the hook ``record`` was registered through (records may subclass it)."""
+    for kind in HOOK_RECORD_TYPES.values():
+        if isinstance(record, kind):
+            return kind
+    return type(record)

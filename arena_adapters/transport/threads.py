@@ -64,6 +64,9 @@ class DaemonPool:
             finally:
                 with self._lock:
                     self._unfinished -= 1
+            # Drop the call (and the arrays it holds) now: a daemon thread that still holds tensors
+            # while the interpreter shuts down can free them after torch is gone.
+            del item, future, function
 
     @property
     def threads(self) -> int:
