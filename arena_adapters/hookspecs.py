@@ -40,6 +40,7 @@ path. The objects the factories build are then called directly every step.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import pluggy
 
@@ -54,6 +55,11 @@ from arena_adapters.records import (
 )
 
 PROJECT_NAME = "arena_adapters"
+
+RecordT = TypeVar("RecordT")
+
+Register = Callable[[RecordT], None]
+"""The type of a hook's ``register`` argument: ``Register[TransportRecord]``."""
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from arena_adapters.errors import ActionError, AdapterError, ConfigError, ServerError
-from arena_adapters.hookspecs import hookimpl
+from arena_adapters.hookspecs import Register, hookimpl
 from arena_adapters.importing import import_object
 from arena_adapters.observations import describe, select_rows
 from arena_adapters.options import Option
@@ -143,7 +143,7 @@ class ChunkActions:
 
 
 @hookimpl
-def register_transports(register: Any) -> None:
+def register_transports(register: Register[TransportRecord]) -> None:
     register(TransportRecord(
         name="local.callable",
         protocol=ANY_PROTOCOL,
@@ -158,7 +158,7 @@ def register_transports(register: Any) -> None:
 
 
 @hookimpl
-def register_observation_translators(register: Any) -> None:
+def register_observation_translators(register: Register[ObservationTranslatorRecord]) -> None:
     register(ObservationTranslatorRecord(
         name="local.passthrough",
         protocol=PROTOCOL,
@@ -168,7 +168,7 @@ def register_observation_translators(register: Any) -> None:
 
 
 @hookimpl
-def register_action_translators(register: Any) -> None:
+def register_action_translators(register: Register[ActionTranslatorRecord]) -> None:
     register(ActionTranslatorRecord(
         name="local.chunk",
         protocol=PROTOCOL,
@@ -178,7 +178,7 @@ def register_action_translators(register: Any) -> None:
 
 
 @hookimpl
-def register_adapters(register: Any) -> None:
+def register_adapters(register: Register[AdapterRecord]) -> None:
     register(AdapterRecord(
         name="local",
         protocol=PROTOCOL,
@@ -197,7 +197,7 @@ def reach_expert() -> Any:
 
 
 @hookimpl
-def register_served_experts(register: Any) -> None:
+def register_served_experts(register: Register[ServedExpertRecord]) -> None:
     register(ServedExpertRecord(
         name="local.reach_expert",
         protocol=PROTOCOL,

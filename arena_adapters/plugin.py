@@ -41,9 +41,6 @@ What is here:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
-
 from arena_adapters.errors import (
     ActionError,
     AdapterError,
@@ -57,7 +54,7 @@ from arena_adapters.errors import (
     UnknownAdapterError,
 )
 from arena_adapters.examples import droid_observation, ramp_images
-from arena_adapters.hookspecs import hookimpl
+from arena_adapters.hookspecs import Register, hookimpl
 from arena_adapters.imaging import resize_with_pad
 from arena_adapters.layouts import ActionLayout, ControlMode, Gripper, check_layouts
 from arena_adapters.observations import (
@@ -116,11 +113,6 @@ from arena_adapters.transport import (
     wait_for,
     wait_ready,
 )
-
-RecordT = TypeVar("RecordT", bound=Record)
-
-Register = Callable[[RecordT], None]
-"""The type of a hook's ``register`` argument: ``Register[TransportRecord]``."""
 
 __all__ = [
     "ANY_PROTOCOL",

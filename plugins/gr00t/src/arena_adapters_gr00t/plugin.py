@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from arena_adapters.examples import droid_observation
-from arena_adapters.hookspecs import hookimpl
+from arena_adapters.hookspecs import Register, hookimpl
 from arena_adapters.options import Option
 from arena_adapters.records import (
     ActionTranslatorRecord,
@@ -87,7 +87,7 @@ def _generic_actions(config: Any, format: str | None = None) -> Gr00tActions:
 
 
 @hookimpl
-def register_transports(register: Any) -> None:
+def register_transports(register: Register[TransportRecord]) -> None:
     register(TransportRecord(
         name="gr00t.zmq",
         protocol=PROTOCOL,
@@ -99,7 +99,7 @@ def register_transports(register: Any) -> None:
 
 
 @hookimpl
-def register_observation_translators(register: Any) -> None:
+def register_observation_translators(register: Register[ObservationTranslatorRecord]) -> None:
     register(ObservationTranslatorRecord(
         name="gr00t.droid",
         protocol=PROTOCOL,
@@ -117,7 +117,7 @@ def register_observation_translators(register: Any) -> None:
 
 
 @hookimpl
-def register_action_translators(register: Any) -> None:
+def register_action_translators(register: Register[ActionTranslatorRecord]) -> None:
     register(ActionTranslatorRecord(
         name="gr00t.droid",
         protocol=PROTOCOL,
@@ -135,7 +135,7 @@ def register_action_translators(register: Any) -> None:
 
 
 @hookimpl
-def register_adapters(register: Any) -> None:
+def register_adapters(register: Register[AdapterRecord]) -> None:
     register(AdapterRecord(
         name="gr00t",
         protocol=PROTOCOL,
@@ -151,7 +151,7 @@ def register_adapters(register: Any) -> None:
 
 
 @hookimpl
-def register_reference_servers(register: Any) -> None:
+def register_reference_servers(register: Register[ReferenceServerRecord]) -> None:
     register(ReferenceServerRecord(
         name="gr00t.server",
         protocol=PROTOCOL,
@@ -162,7 +162,7 @@ def register_reference_servers(register: Any) -> None:
 
 
 @hookimpl
-def register_probes(register: Any) -> None:
+def register_probes(register: Register[ProbeRecord]) -> None:
     register(ProbeRecord(
         name="gr00t.probe",
         protocol=PROTOCOL,
@@ -173,7 +173,7 @@ def register_probes(register: Any) -> None:
 
 
 @hookimpl
-def register_served_experts(register: Any) -> None:
+def register_served_experts(register: Register[ServedExpertRecord]) -> None:
     register(ServedExpertRecord(
         name="gr00t.reach_expert",
         protocol=PROTOCOL,

@@ -6,6 +6,7 @@ from typing import Any
 
 from arena_adapters import hookimpl
 from arena_adapters.examples import droid_observation as core_droid_observation
+from arena_adapters.hookspecs import Register
 from arena_adapters.options import Option
 from arena_adapters.records import (
     ActionTranslatorRecord,
@@ -87,7 +88,7 @@ def droid_observation(num_envs: int, device: Any = "cpu") -> dict[str, Any]:
 
 
 @hookimpl
-def register_transports(register: Any) -> None:
+def register_transports(register: Register[TransportRecord]) -> None:
     register(TransportRecord(
         name="openpi.websocket",
         protocol=PROTOCOL,
@@ -99,7 +100,7 @@ def register_transports(register: Any) -> None:
 
 
 @hookimpl
-def register_observation_translators(register: Any) -> None:
+def register_observation_translators(register: Register[ObservationTranslatorRecord]) -> None:
     register(ObservationTranslatorRecord(
         name="openpi.observations",
         protocol=PROTOCOL,
@@ -110,7 +111,7 @@ def register_observation_translators(register: Any) -> None:
 
 
 @hookimpl
-def register_action_translators(register: Any) -> None:
+def register_action_translators(register: Register[ActionTranslatorRecord]) -> None:
     register(ActionTranslatorRecord(
         name="openpi.actions",
         protocol=PROTOCOL,
@@ -121,7 +122,7 @@ def register_action_translators(register: Any) -> None:
 
 
 @hookimpl
-def register_adapters(register: Any) -> None:
+def register_adapters(register: Register[AdapterRecord]) -> None:
     register(AdapterRecord(
         name="openpi",
         protocol=PROTOCOL,
@@ -137,7 +138,7 @@ def register_adapters(register: Any) -> None:
 
 
 @hookimpl
-def register_reference_servers(register: Any) -> None:
+def register_reference_servers(register: Register[ReferenceServerRecord]) -> None:
     register(ReferenceServerRecord(
         name="openpi.server",
         protocol=PROTOCOL,
@@ -148,7 +149,7 @@ def register_reference_servers(register: Any) -> None:
 
 
 @hookimpl
-def register_probes(register: Any) -> None:
+def register_probes(register: Register[ProbeRecord]) -> None:
     register(ProbeRecord(
         name="openpi.probe",
         protocol=PROTOCOL,
@@ -159,7 +160,7 @@ def register_probes(register: Any) -> None:
 
 
 @hookimpl
-def register_served_experts(register: Any) -> None:
+def register_served_experts(register: Register[ServedExpertRecord]) -> None:
     register(ServedExpertRecord(
         name="openpi.reach_expert",
         protocol=PROTOCOL,

@@ -7,10 +7,10 @@ an OpenVLA ``deploy.py`` server; add ``variant="oft"`` for an OpenVLA-OFT server
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 from arena_adapters import hookimpl
 from arena_adapters.examples import droid_observation
+from arena_adapters.hookspecs import Register
 from arena_adapters.records import (
     ActionTranslatorRecord,
     AdapterRecord,
@@ -41,7 +41,7 @@ IMAGE_SIZE = 224
 
 
 @hookimpl
-def register_transports(register: Any) -> None:
+def register_transports(register: Register[TransportRecord]) -> None:
     register(TransportRecord(
         name="openvla.http",
         protocol=PROTOCOL,
@@ -53,7 +53,7 @@ def register_transports(register: Any) -> None:
 
 
 @hookimpl
-def register_observation_translators(register: Any) -> None:
+def register_observation_translators(register: Register[ObservationTranslatorRecord]) -> None:
     register(ObservationTranslatorRecord(
         name="openvla.observations",
         protocol=PROTOCOL,
@@ -64,7 +64,7 @@ def register_observation_translators(register: Any) -> None:
 
 
 @hookimpl
-def register_action_translators(register: Any) -> None:
+def register_action_translators(register: Register[ActionTranslatorRecord]) -> None:
     register(ActionTranslatorRecord(
         name="openvla.actions",
         protocol=PROTOCOL,
@@ -75,7 +75,7 @@ def register_action_translators(register: Any) -> None:
 
 
 @hookimpl
-def register_adapters(register: Any) -> None:
+def register_adapters(register: Register[AdapterRecord]) -> None:
     register(AdapterRecord(
         name="openvla",
         protocol=PROTOCOL,
@@ -90,7 +90,7 @@ def register_adapters(register: Any) -> None:
 
 
 @hookimpl
-def register_reference_servers(register: Any) -> None:
+def register_reference_servers(register: Register[ReferenceServerRecord]) -> None:
     register(ReferenceServerRecord(
         name="openvla.server",
         protocol=PROTOCOL,
@@ -101,7 +101,7 @@ def register_reference_servers(register: Any) -> None:
 
 
 @hookimpl
-def register_probes(register: Any) -> None:
+def register_probes(register: Register[ProbeRecord]) -> None:
     register(ProbeRecord(
         name="openvla.probe",
         protocol=PROTOCOL,
@@ -112,7 +112,7 @@ def register_probes(register: Any) -> None:
 
 
 @hookimpl
-def register_served_experts(register: Any) -> None:
+def register_served_experts(register: Register[ServedExpertRecord]) -> None:
     register(ServedExpertRecord(
         name="openvla.reach_expert",
         protocol=PROTOCOL,
