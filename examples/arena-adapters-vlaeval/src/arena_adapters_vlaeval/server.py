@@ -79,6 +79,8 @@ class ReferenceServer:
         self.chunk_size = chunk_size
         self.limits = limits
         self.fault_injector = fault_injector
+        self.events: deque[tuple[str, str, int]] = deque(maxlen=10_000)
+        """The last messages received: ``(session_id, type, seq)`` (for tests and debugging)."""
         self._stopped = threading.Event()
         self._connections: set[ServerConnection] = set()
         self._lock = threading.Lock()
@@ -133,6 +135,7 @@ class ReferenceServer:
             message = codec.unpack(data, self.limits)
         except ap.ProtocolError as error:
             return self._reply(connection, codec.Message(codec.ERROR, {"error": f"bad_message: {error}"}))
+        self.events.append((session.session_id, message.type, message.seq))
         if message.type == codec.HELLO:
             payload = {"harness_version": f"arena-adapters-vlaeval {__version__}",
                        "protocol_version": codec.PROTOCOL_VERSION, "model_server": type(self.model).__name__,
