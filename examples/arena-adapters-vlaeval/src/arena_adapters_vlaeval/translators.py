@@ -55,11 +55,11 @@ class Observations:
         for key, path in IMAGE_KEYS.items():
             camera = ap.require_tensor(ap.lookup(observation, path), path, dtypes=(torch.uint8,),
                                        shape=("num_envs", None, None, 3))
-            images[key] = ap.resize_with_pad(ap.select_rows(camera, query), *self.image_size).cpu().numpy()
+            images[key] = _owned(ap.resize_with_pad(ap.select_rows(camera, query), *self.image_size))
         joints = ap.require_tensor(ap.lookup(observation, JOINTS), JOINTS, shape=("num_envs", 7))
         gripper = ap.require_tensor(ap.lookup(observation, GRIPPER), GRIPPER, shape=("num_envs", 1))
         state = torch.cat([ap.select_rows(joints, query), ap.select_rows(gripper, query)], dim=1)
-        states = state.to("cpu", torch.float32).numpy()
+        states = _owned(state.to(torch.float32))
         instructions = query.instructions or ("",) * query.size
         messages = []
         for row, env_id in enumerate(query.env_ids_host.tolist()):
@@ -110,3 +110,14 @@ class Actions:
         if len(horizons) > 1:
             raise ap.ActionError(f"envs {env_ids} got chunks of different lengths {sorted(horizons)}")
         return torch.from_numpy(np.stack(chunks).astype(np.float32, copy=False)).to(query.device)
+
+
+def _owned(tensor: torch.Tensor) -> np.ndarray[Any, Any]:
+    """A host numpy array that owns its memory (not a view of the tensor).
+
+    The per-env messages are sent from the transport's daemon threads, which may drop the last
+    reference to them; freeing a tensor-backed array there releases the GIL inside torch, and at
+    interpreter exit a daemon thread that waits for the GIL is ended with a forced unwind that
+    aborts the process ("terminate called without an active exception").
+    """
+    return np.array(tensor.cpu().numpy(), copy=True)
