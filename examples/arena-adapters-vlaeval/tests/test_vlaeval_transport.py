@@ -222,3 +222,32 @@ def test_translators_make_per_env_messages_and_stack_replies() -> None:
     with pytest.raises(ap.ObservationError, match="joint_pos"):
         Observations().translate({**observation, "policy": {"gripper_pos": observation["policy"]["gripper_pos"]}},
                                  query)
+
+
+def test_a_port_in_use_is_a_start_failure_naming_it(server: ReferenceServer) -> None:
+    port = int(server.endpoint.rsplit(":", 1)[1])
+    with pytest.raises(ap.TransportError, match=f"127.0.0.1:{port}.*in use"):
+        start_server(port=port)
+
+
+@pytest.mark.parametrize("image_format", ["png", "jpeg"])
+def test_compressed_images_reach_the_server(image_format: str) -> None:
+    seen: list[tuple[tuple[int, ...], str]] = []
+
+    def model(observation: dict[str, Any], context: dict[str, Any]) -> np.ndarray:
+        image = observation["images"]["exterior_image_1_left"]
+        seen.append((image.shape, str(image.dtype)))
+        return np.zeros((2, 8), np.float32)
+
+    server = start_server(model, port=0)
+    try:
+        with VlaEvalTransport(server.endpoint, timeout=5.0, image_format=image_format) as transport:  # type: ignore[arg-type]
+            transport.infer(messages([0]))
+    finally:
+        server.stop()
+    assert seen == [((8, 8, 3), "uint8")]
+
+
+def test_an_unknown_image_format_is_a_config_error_naming_the_option() -> None:
+    with pytest.raises(ap.ConfigError, match="image_format"):
+        VlaEvalTransport("ws://127.0.0.1:1", image_format="gif")  # type: ignore[arg-type]
