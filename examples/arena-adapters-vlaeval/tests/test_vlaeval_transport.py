@@ -215,6 +215,9 @@ def test_translators_make_per_env_messages_and_stack_replies() -> None:
     assert request[1]["observation"]["task_description"] == "b"
     expected_state = torch.cat([observation["policy"]["joint_pos"][2], observation["policy"]["gripper_pos"][2]])
     assert np.allclose(request[1]["observation"]["state"], expected_state.numpy())
+    for array in (request[1]["observation"]["state"], request[1]["observation"]["images"]["wrist_image_left"]):
+        owner = array if array.base is None else array.base
+        assert isinstance(owner, np.ndarray) and owner.flags.owndata, "arrays sent from worker threads must not be tensor views"
     actions = Actions().translate([{"actions": np.ones((5, 8))}, {"actions": np.zeros((5, 8))}], query)
     assert actions.shape == (2, 5, 8) and actions.dtype == torch.float32
     with pytest.raises(ap.ActionError, match="action_dim"):
