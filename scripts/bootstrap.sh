@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install the core, the three first-party plugins and the test tools, editable.
+# Create .venv and install the core, the three first-party plugins, the example third-party plugin
+# (examples/arena-adapters-vlaeval) and the test tools, editable.
 # The core's [all] extra brings every adapter's server dependencies, inspect-robots (for
 # tests/test_inspect_robots.py) and ray (for tests/test_ray_eval.py); [testing] brings pytest and the test peers.
 # torch is installed first, pinned, so that no CUDA wheels are pulled in by a bare requirement.
@@ -12,5 +13,6 @@ python3 -m venv .venv
     -e ".[all,testing]" \
     -e "plugins/gr00t[testing]" \
     -e "plugins/openpi[testing]" \
-    -e "plugins/openvla[server,testing]"
+    -e "plugins/openvla[server,testing]" \
+    -e "examples/arena-adapters-vlaeval[testing]"
 echo "bootstrap: installed into $(pwd)/.venv"

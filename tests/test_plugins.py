@@ -272,7 +272,9 @@ def test_a_missing_first_party_plugin_is_named_with_its_pip_install(install_plug
     from arena_adapters.cli import main
 
     install_plugin("franka-adapters", GR00T_ROBOT_PLUGIN, {"franka": "{module}"})
-    monkeypatch.setattr(sys, "path", _path_without(tmp_path, ("arena-adapters-gr00t", "arena-adapters-openpi")))
+    # the example third-party plugin (examples/arena-adapters-vlaeval) is hidden too: the listing is first-party only
+    monkeypatch.setattr(sys, "path", _path_without(tmp_path, ("arena-adapters-gr00t", "arena-adapters-openpi",
+                                                              "arena-adapters-vlaeval")))
     importlib.invalidate_caches()
     monkeypatch.setattr(plugins, "_default_registry", None)
 
