@@ -107,15 +107,25 @@ def batch_size_and_device(observation: Observation) -> tuple[int, torch.device]:
     """num_envs and device of the first tensor found in a nested observation.
 
     Raises:
-        ObservationError: the observation holds no tensor.
+        ObservationError: the observation holds no tensor, or one without a first axis.
     """
+    tensor = first_tensor(observation)
+    if tensor is None:
+        raise ObservationError(
+            "the observation holds no torch.Tensor: expected nested dicts of (num_envs, ...) tensors"
+        )
+    if tensor.ndim == 0:
+        raise ObservationError(f"observation tensors need num_envs first, got {describe(tensor)}")
+    return int(tensor.shape[0]), tensor.device
+
+
+def first_tensor(observation: Observation) -> torch.Tensor | None:
+    """The first tensor of a nested observation, breadth first (``None`` when it holds none)."""
     stack: list[Any] = [observation]
     while stack:
         node = stack.pop(0)
         if isinstance(node, torch.Tensor):
-            if node.ndim == 0:
-                raise ObservationError(f"observation tensors need num_envs first, got {describe(node)}")
-            return int(node.shape[0]), node.device
+            return node
         if isinstance(node, Mapping):
             stack.extend(node.values())
-    raise ObservationError("the observation holds no torch.Tensor: expected nested dicts of (num_envs, ...) tensors")
+    return None

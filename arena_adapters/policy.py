@@ -23,7 +23,7 @@ from arena_adapters.errors import (
     TransportError,
 )
 from arena_adapters.layouts import ActionLayout, action_layout_of
-from arena_adapters.observations import batch_size_and_device
+from arena_adapters.observations import batch_size_and_device, first_tensor
 from arena_adapters.options import Option, reject_unknown, resolve_options
 from arena_adapters.parts import (
     ActionTranslator,
@@ -309,9 +309,12 @@ class Policy:
         self, observation: Observation, scheduler: ActionChunkScheduler, env_ids: EnvIds
     ) -> tuple[Query, list[Outgoing]]:
         """The query for ``env_ids`` and its wire requests, one per replica group."""
-        num_envs = batch_size_and_device(observation)[0]
-        if num_envs != scheduler.num_envs:
-            raise ObservationError(f"observation has {num_envs} envs first, expected num_envs={scheduler.num_envs}")
+        if first_tensor(observation) is not None:  # none left: the translator names the missing keys
+            num_envs = batch_size_and_device(observation)[0]
+            if num_envs != scheduler.num_envs:
+                raise ObservationError(
+                    f"observation has {num_envs} envs first, expected num_envs={scheduler.num_envs}"
+                )
         if not self._connected:
             self.connect()
         query = self._make_query(scheduler, env_ids)

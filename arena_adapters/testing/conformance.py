@@ -340,6 +340,7 @@ class AdapterContract:
 
     def test_every_missing_observation_key_is_a_clear_error(self, policy: Policy, record: AdapterRecord) -> None:
         observation = self.make_observation(record, self.num_envs)
+        policy.get_action(observation)  # a running policy, then observations that lack one key each
         accepted = []
         for path in _leaf_paths(observation):
             if path in self.optional_observation_keys:

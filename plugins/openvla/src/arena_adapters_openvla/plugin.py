@@ -6,7 +6,7 @@ an OpenVLA ``deploy.py`` server; add ``variant="oft"`` for an OpenVLA-OFT server
 
 from __future__ import annotations
 
-from functools import partial
+from typing import Any
 
 from arena_adapters import hookimpl
 from arena_adapters.examples import droid_observation
@@ -85,7 +85,7 @@ def register_adapters(register: Register[AdapterRecord]) -> None:
         description="OpenVLA / OpenVLA-OFT deploy.py servers over HTTP + json_numpy (variant=openvla|oft)",
         reference_server="openvla.server",
         probe="openvla.probe",
-        example_observation=partial(droid_observation, height=IMAGE_SIZE, width=IMAGE_SIZE),
+        example_observation=example_observation,
     ))
 
 
@@ -123,3 +123,11 @@ def register_served_experts(register: Register[ServedExpertRecord]) -> None:
         server_options=OFT_SERVER_OPTIONS,
         client_options=OFT_CLIENT_OPTIONS,
     ))
+
+
+def example_observation(num_envs: int, device: str = "cpu") -> dict[str, Any]:
+    """What the default (``variant="openvla"``) translators read of Isaac Lab Arena's DROID
+    observation: the external camera alone (OFT also reads the wrist camera and the state:
+    ``arena_adapters.examples.droid_observation``)."""
+    full = droid_observation(num_envs, device, height=IMAGE_SIZE, width=IMAGE_SIZE)
+    return {"camera_obs": {"external_camera_rgb": full["camera_obs"]["external_camera_rgb"]}}
