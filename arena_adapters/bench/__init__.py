@@ -21,6 +21,7 @@ SECTIONS: dict[str, str] = {
     "scheduler": "arena_adapters.bench.scheduler:run",
     "prefetch": "arena_adapters.bench.prefetch:run",
     "codecs": "arena_adapters.bench.codecs:run",
+    "end_to_end": "arena_adapters.bench.end_to_end:run",
 }
 """Section name -> ``"module:function"``, in the order they run."""
 

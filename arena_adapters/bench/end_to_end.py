@@ -1,0 +1,401 @@
+"""End to end: env steps/s of an eval loop against each reference server serving the ``null`` policy.
+
+For each remote adapter (``gr00t``, ``openpi``, ``openvla``, those installed) and each size, the
+built-in ``reach`` env (two 180x320 cameras, ``num_targets=1``, ``target_speed=0``, episodes of
+:data:`EPISODE_STEPS` steps whose clocks are staggered at random, so envs reset at different steps)
+is stepped as ``evaluate()`` does (``get_action``, ``env.step``, ``reset`` of the finished envs) by:
+
+- ``ours``: the adapter (its plugin's demo options), against the reference server in a process of
+  its own (``python -m arena_adapters.envs.expert_server --policy null``: a constant chunk, zero work);
+- ``local``: the in-process ``local`` adapter returning the same constant chunk (the limit);
+- ``Arena-style``: a client for the same server as Isaac Lab Arena's: GR00T re-queries all envs in
+  one batch whenever any env needs a chunk (``gr00t_remote_closedloop``); OpenPI and OpenVLA send one
+  request per env, one after another (``RemoteChunkReplayPolicy``: our adapter with
+  ``max_concurrency=1``).
+
+Time per query of ``ours``, split (microseconds; sums over the measured steps / queries):
+``obs_translation`` (incl. device -> host), ``encode``, ``transfer`` (round trips minus the server's
+time), ``server_decode``, ``server_policy``, ``server_encode``, ``client_decode``,
+``action_translation``, ``scheduler`` (the rest of ``get_action``). Client parts are timed by wrapping
+the policy's translators and transport methods on the benchmark's own instance (the library is not
+instrumented). The reference servers do not report their time, so the server parts are the same
+server functions (decode, null policy, encode) timed in this process on the last request's bytes,
+times the requests per query. Where per-env requests run concurrently (openpi, openvla), client
+parts are summed over the threads and can exceed the wall time. ``floor`` is the bytes of a query
+(requests and replies) over this machine's memory copy bandwidth (``np.copyto``, measured here).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+import arena_adapters as aa
+from arena_adapters.bench.rows import BenchSettings, Row, SectionSkipped
+from arena_adapters.bench.timing import median_seconds
+from arena_adapters.envs.reach import ReachEnv
+from arena_adapters.errors import AdapterError
+from arena_adapters.parts import Query
+from arena_adapters.transport.deadline import Deadline
+
+ADAPTERS = ("gr00t", "openpi", "openvla")
+EPISODE_STEPS = 48
+PARTS = ("obs_translation", "encode", "transfer", "server_decode", "server_policy", "server_encode",
+         "client_decode", "action_translation", "scheduler")
+LOCAL_BASELINE = "local adapter, same constant chunk (the limit)"
+ARENA_BASELINES = {
+    "gr00t": "Arena-style: all envs re-queried in one batch when any is due",
+    "openpi": "Arena-style: one request per env, one after another",
+    "openvla": "Arena-style: one request per env, one after another",
+}
+
+
+@dataclass
+class Timers:
+    """Seconds summed by name, and the bytes and requests seen, while ``on``."""
+
+    on: bool = False
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    request_bytes: int = 0
+    reply_bytes: int = 0
+    requests: int = 0
+    last_request: Any = None
+
+    def clear(self) -> None:
+        self.seconds.clear()
+        self.request_bytes = self.reply_bytes = self.requests = 0
+
+    def wrap(self, owner: Any, attribute: str, name: str, after: Callable[[Any], None] | None = None) -> None:
+        """Replace ``owner.attribute`` (on this instance only) by a timed call of it."""
+        original = getattr(owner, attribute)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            result = original(*args, **kwargs)
+            if self.on:
+                self.seconds[name] += time.perf_counter() - started
+                if after is not None:
+                    after(result)
+            return result
+
+        setattr(owner, attribute, timed)
+
+
+@dataclass(frozen=True)
+class Drive:
+    """One measured eval loop."""
+
+    seconds_per_step: float
+    num_envs: int
+
+    @property
+    def env_steps_per_s(self) -> float:
+        return self.num_envs / self.seconds_per_step
+
+
+IMAGE_SIZE = (180, 320)
+"""Camera image height and width (DROID's); ``--quick`` uses :data:`QUICK_IMAGE_SIZE`."""
+QUICK_IMAGE_SIZE = (48, 64)
+
+
+def make_env(num_envs: int, image_size: tuple[int, int] = IMAGE_SIZE) -> ReachEnv:
+    """The reach env of this benchmark: one static target, short episodes (no policy here grasps)."""
+    return ReachEnv(num_envs=num_envs, seed=0, num_targets=1, target_speed=0.0, max_episode_length=EPISODE_STEPS,
+                    image_height=image_size[0], image_width=image_size[1])
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and lengths of the measurements."""
+
+    sizes: tuple[int, ...] = (1, 16, 256, 1024)
+    warmup: int = 10
+    small_steps: int = 96
+    large_steps: int = 32
+    image_size: tuple[int, int] = IMAGE_SIZE
+    servers_in_process: bool = False
+
+    def steps(self, num_envs: int) -> int:
+        """Measured steps at ``num_envs`` (fewer for big batches: each step costs more)."""
+        return self.small_steps if num_envs <= 16 else self.large_steps
+
+
+FULL = Plan()
+QUICK = Plan(sizes=(1, 16), warmup=2, small_steps=12, image_size=QUICK_IMAGE_SIZE, servers_in_process=True)
+
+
+def drive(step: Callable[[Any], torch.Tensor], reset: Callable[[np.ndarray], None], num_envs: int, plan: Plan,
+          on_start: Callable[[], None] = lambda: None) -> Drive:
+    """Step a fresh env as ``evaluate()`` does, episodes out of phase; time ``plan.steps`` after ``plan.warmup``."""
+    env = make_env(num_envs, plan.image_size)
+    warmup, steps = plan.warmup, plan.steps(num_envs)
+    with torch.inference_mode():
+        obs, _ = env.reset()
+        env.episode_length_buf = torch.randint(0, EPISODE_STEPS, (num_envs,), generator=torch.Generator().manual_seed(1))
+        started = time.perf_counter()
+        for index in range(warmup + steps):
+            if index == warmup:
+                on_start()
+                started = time.perf_counter()
+            actions = step(obs)
+            obs, _, terminated, truncated, _ = env.step(actions)
+            done = np.flatnonzero((terminated | truncated).cpu().numpy())
+            if len(done):
+                reset(done)
+        return Drive((time.perf_counter() - started) / steps, num_envs)
+
+
+class ConstantChunk:
+    """The ``local`` adapter's policy: a fixed chunk for every queried env (zero work)."""
+
+    def __init__(self, chunk: torch.Tensor) -> None:
+        self.chunk = chunk
+
+    def __call__(self, observation: dict[str, Any]) -> torch.Tensor:
+        k = observation["policy"]["joint_pos"].shape[0]
+        return self.chunk.expand(k, -1, -1)
+
+
+class RequeryAll:
+    """GR00T as Isaac Lab Arena's ``gr00t_remote_closedloop``: when any env's chunk runs out (or it
+    was reset), one batched request for all envs; every env then restarts on the new chunk."""
+
+    def __init__(self, policy: aa.Policy, num_envs: int, execute_steps: int) -> None:
+        policy.connect()
+        self.policy, self.num_envs, self.execute_steps = policy, num_envs, execute_steps
+        self.index = np.full(num_envs, execute_steps)
+        self.chunk: torch.Tensor | None = None
+        self.rows = torch.arange(num_envs)
+        self.query = Query(self.rows, np.arange(num_envs, dtype=np.int64), torch.device("cpu"), num_envs,
+                           (policy.instruction,) * num_envs)
+
+    def step(self, observation: Any) -> torch.Tensor:
+        if self.chunk is None or (self.index >= self.execute_steps).any():
+            request = self.policy.observation_translator.translate(observation, self.query)
+            reply = self.policy.transport.infer(request, Deadline.after(self.policy.timeout))
+            self.chunk = self.policy.action_translator.translate(reply, self.query)
+            self.index[:] = 0
+        actions = self.chunk[self.rows, torch.from_numpy(self.index)]
+        self.index += 1
+        return actions
+
+    def reset(self, env_ids: np.ndarray) -> None:
+        self.index[env_ids] = self.execute_steps
+
+
+@contextmanager
+def _server(adapter: str, in_process: bool) -> Iterator[tuple[str, Any]]:
+    """The adapter's reference server serving the null policy: a process of its own, or (``--quick``,
+    to save its start-up) a thread of this one."""
+    from arena_adapters.envs.expert_server import served_expert, start_expert_server
+    from arena_adapters.evaluation.server_process import ServerProcess
+
+    record = served_expert(adapter)
+    if in_process:
+        server = start_expert_server(adapter, policy="null")
+        try:
+            yield server.endpoint, record
+        finally:
+            server.stop()
+        return
+    with ServerProcess.for_expert(adapter, policy="null") as process:
+        yield process.endpoint, record
+
+
+def _instrument(policy: aa.Policy, timers: Timers) -> None:
+    transport = policy.transport
+
+    def on_encode(payload: Any) -> None:
+        data = getattr(payload, "body", payload)
+        timers.request_bytes += len(data)
+        timers.requests += 1
+        timers.last_request = data
+
+    def on_reply(data: Any) -> None:
+        timers.reply_bytes += len(data)
+
+    timers.wrap(policy, "get_action", "get_action")
+    timers.wrap(policy.observation_translator, "translate", "obs_translation")
+    timers.wrap(policy.action_translator, "translate", "action_translation")
+    timers.wrap(transport, "infer", "infer")
+    timers.wrap(transport, "encode", "encode", on_encode)
+    timers.wrap(transport, "exchange", "exchange", on_reply)
+    timers.wrap(transport, "decode", "client_decode")
+
+
+def _server_parts(adapter: str, record: Any, request: bytes) -> dict[str, float]:
+    """Seconds of the reference server's decode, null policy and encode on ``request``, in process."""
+    repeat = 3 if len(request) > 1 << 20 else 20
+    if adapter == "gr00t":
+        from arena_adapters_gr00t import codec
+        from arena_adapters_gr00t.server import ReferenceServer as Gr00tServer
+
+        g = Gr00tServer("null", "127.0.0.1", 0, **dict(record.server_options))
+
+        def g_decode() -> Any:
+            return codec.decode(request, writable=True, limits=g.limits, arrays=(g.array_encoding,))
+
+        message = g_decode()
+        result = g.policy.get_action(**message.get("data", {}))
+        return {"server_decode": median_seconds(g_decode, repeat, 3),
+                "server_policy": median_seconds(lambda: g.policy.get_action(**message.get("data", {})), repeat, 3),
+                "server_encode": median_seconds(lambda: codec.encode(result, arrays=g.array_encoding), repeat, 3)}
+    if adapter == "openpi":
+        from arena_adapters_openpi.codec import encode as openpi_encode
+        from arena_adapters_openpi.server import ReferenceServer as OpenpiServer
+        from arena_adapters_openpi.server import policy_function
+
+        o = OpenpiServer("null", "127.0.0.1", 0, **dict(record.server_options))
+        infer = policy_function(o.policy)
+        observation = o.decode_request(request)
+        action = infer(observation)
+        return {"server_decode": median_seconds(lambda: o.decode_request(request), repeat, 3),
+                "server_policy": median_seconds(lambda: infer(observation), repeat, 3),
+                "server_encode": median_seconds(lambda: openpi_encode(action), repeat, 3)}
+    from arena_adapters_openvla import codec as vla_codec
+    from arena_adapters_openvla.server import ServerStats, handle_act, resolve_policy
+
+    options = dict(record.server_options)
+    null = resolve_policy("null", **{k: options[k] for k in ("variant", "chunk_size", "action_dim") if k in options})
+
+    def v_decode() -> Any:
+        payload = json.loads(request)
+        return vla_codec.loads(payload["encoded"]) if "encoded" in payload else payload
+
+    payload = v_decode()
+    stats = ServerStats()
+    decode_s = median_seconds(v_decode, repeat, 3)
+    policy_s = median_seconds(lambda: null(payload), repeat, 3)
+    whole_s = median_seconds(lambda: handle_act(json.loads(request), null, stats), repeat, 3)
+    return {"server_decode": decode_s, "server_policy": policy_s,
+            "server_encode": max(whole_s - decode_s - policy_s, 0.0)}
+
+
+def copy_bandwidth(nbytes: int) -> float:
+    """Bytes per second of ``np.copyto`` of an ``nbytes`` buffer on this machine."""
+    source = np.ones(nbytes, dtype=np.uint8)
+    target = np.empty_like(source)
+    return float(source.nbytes / median_seconds(lambda: np.copyto(target, source), 3, 5))
+
+
+def _measure_adapter(adapter: str, plan: Plan, bandwidth: float) -> list[Row]:
+    rows = []
+    with _server(adapter, plan.servers_in_process) as (endpoint, record):
+        options = dict(record.client_options)
+        execute_steps = int(options.get("execute_steps", 8))
+        for num_envs in plan.sizes:
+            timers = Timers()
+            with aa.load_policy(adapter, endpoint=endpoint, **options) as ours:
+                _instrument(ours, timers)
+                chunk_holder: list[torch.Tensor] = []
+
+                def keep(chunk: torch.Tensor) -> None:
+                    chunk_holder[:] = [chunk]
+
+                timers.wrap(ours.action_translator, "translate", "_chunk", keep)
+
+                def start() -> None:
+                    timers.on = True
+                    timers.clear()
+                    queries_before[0] = ours.stats.queries
+
+                queries_before = [0]
+                timers.on = True  # capture a chunk during warm-up
+                ours_run = drive(ours.get_action, ours.reset, num_envs, plan, start)
+                timers.on = False
+                queries = ours.stats.queries - queries_before[0]
+            chunk = chunk_holder[-1][:1].clone()
+            local_policy = ConstantChunk(chunk)
+            with aa.load_policy("local", policy=local_policy, execute_steps=execute_steps) as local:
+                local_run = drive(local.get_action, local.reset, num_envs, plan)
+            arena_run = _arena_drive(adapter, endpoint, options, num_envs, plan, execute_steps)
+            breakdown = _breakdown(adapter, record, timers, max(queries, 1))
+            bytes_per_query = (timers.request_bytes + timers.reply_bytes) / max(queries, 1)
+            query_s = timers.seconds["get_action"] / max(queries, 1)
+            common = {"unit": "seconds per env step", "env_steps_per_s": round(ours_run.env_steps_per_s, 1)}
+            name = f"{adapter}, {num_envs} envs"
+            rows.append(Row("end_to_end", f"{name} vs local", ours_run.seconds_per_step / num_envs,
+                            local_run.seconds_per_step / num_envs, LOCAL_BASELINE,
+                            {**common, "local_env_steps_per_s": round(local_run.env_steps_per_s, 1)}))
+            rows.append(Row("end_to_end", f"{name} vs Arena-style", ours_run.seconds_per_step / num_envs,
+                            arena_run.seconds_per_step / num_envs, ARENA_BASELINES[adapter],
+                            {**common, "arena_env_steps_per_s": round(arena_run.env_steps_per_s, 1)}))
+            split = ", ".join(f"{part} {_short(breakdown[part])}" for part in PARTS)
+            rows.append(Row("end_to_end", f"{name}, one query", query_s, bytes_per_query / bandwidth,
+                            f"physical floor (bytes / copy bandwidth); per query: {split}",
+                            {"unit": "seconds per query (get_action with a query, ours)",
+                             "queries": queries, "requests_per_query": round(timers.requests / max(queries, 1), 2),
+                             "bytes_per_query": int(bytes_per_query),
+                             **{f"{part}_s": breakdown[part] for part in PARTS}}))
+    return rows
+
+
+def _arena_drive(adapter: str, endpoint: str, options: dict[str, Any], num_envs: int, plan: Plan,
+                 execute_steps: int) -> Drive:
+    if adapter == "gr00t":
+        with aa.load_policy(adapter, endpoint=endpoint, **options) as parts:
+            client = RequeryAll(parts, num_envs, execute_steps)
+            return drive(client.step, client.reset, num_envs, plan)
+    with aa.load_policy(adapter, endpoint=endpoint, **{**options, "max_concurrency": 1}) as one_by_one:
+        return drive(one_by_one.get_action, one_by_one.reset, num_envs, plan)
+
+
+def _short(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} us"
+
+
+def _breakdown(adapter: str, record: Any, timers: Timers, queries: int) -> dict[str, float]:
+    """Seconds per query of each part (see the module docstring)."""
+    s = timers.seconds
+    per_request = _server_parts(adapter, record, timers.last_request) if timers.last_request is not None else {}
+    requests_per_query = timers.requests / queries
+    server = {part: seconds * requests_per_query for part, seconds in per_request.items()}
+    exchange = s["exchange"] / queries
+    parts = {
+        "obs_translation": s["obs_translation"] / queries,
+        "encode": s["encode"] / queries,
+        "transfer": max(exchange - sum(server.values()), 0.0),
+        **server,
+        "client_decode": s["client_decode"] / queries,
+        "action_translation": s["action_translation"] / queries,
+        "scheduler": max(s["get_action"] - s["obs_translation"] - s["infer"] - s["action_translation"], 0.0) / queries,
+    }
+    return {part: parts.get(part, 0.0) for part in PARTS}
+
+
+def run(settings: BenchSettings) -> list[Row]:
+    """End-to-end rows: per adapter and size, ours vs the local limit and vs the Arena-style client."""
+    available = []
+    for adapter in ADAPTERS:
+        try:
+            from arena_adapters.envs.expert_server import served_expert
+
+            served_expert(adapter)
+            available.append(adapter)
+        except AdapterError:
+            continue
+    if not available:
+        raise SectionSkipped(f"none of the adapters {list(ADAPTERS)} is installed with a reference server")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        plan = QUICK if settings.quick else FULL
+        bandwidth = copy_bandwidth((4 if settings.quick else 64) << 20)
+        rows = []
+        for adapter in available:
+            rows.extend(_measure_adapter(adapter, plan, bandwidth))
+        rows.append(Row("end_to_end", f"memory copy bandwidth (np.copyto, {(4 if settings.quick else 64)} MiB)", 1 / bandwidth, 1 / bandwidth,
+                        "the floor's denominator", {"unit": "seconds per byte",
+                                                    "GB_per_s": round(bandwidth / 1e9, 2)}))
+        return rows
+    finally:
+        torch.set_num_threads(threads)
+
