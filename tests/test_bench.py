@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ def test_bench_quick_prints_one_table_and_writes_json(tmp_path: Path, capsys: py
     assert main(["bench", "--quick", "--json", str(path)]) == 0
     out = capsys.readouterr().out
     assert "ratio = baseline / ours" in out
-    for section in ("scheduler", "prefetch", "codecs"):
+    for section in ("scheduler", "prefetch", "codecs", "end_to_end"):
         assert f"\n{section} " in out
     data = json.loads(path.read_text())
     assert data["settings"] == {"quick": True, "device": "cpu"}
@@ -37,6 +38,26 @@ def test_bench_quick_prints_one_table_and_writes_json(tmp_path: Path, capsys: py
     codec_rows = [row for row in sections["codecs"]["rows"]]
     assert all(row["extra"]["floor_s"] > 0 and row["extra"]["message_bytes"] > 0 for row in codec_rows)
     assert all(row["extra"]["ceiling"] > 0 for row in sections["prefetch"]["rows"])
+    _check_end_to_end(sections["end_to_end"]["rows"])
+
+
+def _check_end_to_end(rows: list[dict[str, Any]]) -> None:
+    """Every adapter at 1 and 16 envs: vs the local limit, vs the Arena-style client, and one query's
+    parts (each measured, adding up to no more than the parts they split)."""
+    from arena_adapters.bench.end_to_end import PARTS
+
+    by_name = {row["name"]: row for row in rows}
+    for adapter in ("gr00t", "openpi", "openvla"):
+        for num_envs in (1, 16):
+            name = f"{adapter}, {num_envs} envs"
+            assert by_name[f"{name} vs local"]["extra"]["env_steps_per_s"] > 0
+            assert by_name[f"{name} vs Arena-style"]["extra"]["arena_env_steps_per_s"] > 0
+            query = by_name[f"{name}, one query"]["extra"]
+            assert query["queries"] >= 1 and query["bytes_per_query"] > 0
+            assert all(query[f"{part}_s"] >= 0 for part in PARTS)
+            for part in ("obs_translation", "encode", "server_decode", "client_decode", "action_translation"):
+                assert query[f"{part}_s"] > 0, (name, part)
+    assert by_name["memory copy bandwidth (np.copyto, 4 MiB)"]["extra"]["GB_per_s"] > 0
 
 
 def test_one_section_and_unknown_sections(capsys: pytest.CaptureFixture[str]) -> None:

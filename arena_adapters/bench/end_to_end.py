@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 import arena_adapters as aa
 from arena_adapters.bench.rows import BenchSettings, Row, SectionSkipped
@@ -48,6 +49,8 @@ from arena_adapters.transport.deadline import Deadline
 
 ADAPTERS = ("gr00t", "openpi", "openvla")
 EPISODE_STEPS = 48
+LARGE_REQUEST_BYTES = 1 << 30
+CLIENT_TIMEOUT_S = 300.0
 PARTS = ("obs_translation", "encode", "transfer", "server_decode", "server_policy", "server_encode",
          "client_decode", "action_translation", "scheduler")
 LOCAL_BASELINE = "local adapter, same constant chunk (the limit)"
@@ -68,6 +71,7 @@ class Timers:
     reply_bytes: int = 0
     requests: int = 0
     last_request: Any = None
+    last_chunk: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
 
     def clear(self) -> None:
         self.seconds.clear()
@@ -117,29 +121,31 @@ class Plan:
     """Sizes and lengths of the measurements."""
 
     sizes: tuple[int, ...] = (1, 16, 256, 1024)
-    warmup: int = 10
+    warmup: int = 4
     small_steps: int = 96
-    large_steps: int = 32
+    large_steps: int = 24
+    huge_steps: int = 10
     image_size: tuple[int, int] = IMAGE_SIZE
     servers_in_process: bool = False
 
     def steps(self, num_envs: int) -> int:
         """Measured steps at ``num_envs`` (fewer for big batches: each step costs more)."""
-        return self.small_steps if num_envs <= 16 else self.large_steps
+        return self.small_steps if num_envs <= 16 else self.large_steps if num_envs <= 256 else self.huge_steps
 
 
 FULL = Plan()
 QUICK = Plan(sizes=(1, 16), warmup=2, small_steps=12, image_size=QUICK_IMAGE_SIZE, servers_in_process=True)
 
 
-def drive(step: Callable[[Any], torch.Tensor], reset: Callable[[np.ndarray], None], num_envs: int, plan: Plan,
+def drive(step: Callable[[Any], torch.Tensor], reset: Callable[[NDArray[np.int64]], None], num_envs: int, plan: Plan,
           on_start: Callable[[], None] = lambda: None) -> Drive:
     """Step a fresh env as ``evaluate()`` does, episodes out of phase; time ``plan.steps`` after ``plan.warmup``."""
     env = make_env(num_envs, plan.image_size)
     warmup, steps = plan.warmup, plan.steps(num_envs)
     with torch.inference_mode():
         obs, _ = env.reset()
-        env.episode_length_buf = torch.randint(0, EPISODE_STEPS, (num_envs,), generator=torch.Generator().manual_seed(1))
+        clocks = torch.Generator().manual_seed(1)
+        env.episode_length_buf = torch.randint(0, EPISODE_STEPS, (num_envs,), generator=clocks)
         started = time.perf_counter()
         for index in range(warmup + steps):
             if index == warmup:
@@ -187,7 +193,7 @@ class RequeryAll:
         self.index += 1
         return actions
 
-    def reset(self, env_ids: np.ndarray) -> None:
+    def reset(self, env_ids: NDArray[np.int64]) -> None:
         self.index[env_ids] = self.execute_steps
 
 
@@ -206,7 +212,12 @@ def _server(adapter: str, in_process: bool) -> Iterator[tuple[str, Any]]:
         finally:
             server.stop()
         return
-    with ServerProcess.for_expert(adapter, policy="null") as process:
+    command = ServerProcess.for_expert(adapter, policy="null").command
+    if adapter == "gr00t" and "--server-options" in command:
+        # a query of all 1024 envs (354 MB) is over the server's default request limit
+        options = {**dict(record.server_options), "max_message_bytes": LARGE_REQUEST_BYTES}
+        command = [*command[: command.index("--server-options") + 1], json.dumps(options)]
+    with ServerProcess(command) as process:
         yield process.endpoint, record
 
 
@@ -222,9 +233,12 @@ def _instrument(policy: aa.Policy, timers: Timers) -> None:
     def on_reply(data: Any) -> None:
         timers.reply_bytes += len(data)
 
+    def on_chunk(chunk: torch.Tensor) -> None:
+        timers.last_chunk = chunk
+
     timers.wrap(policy, "get_action", "get_action")
     timers.wrap(policy.observation_translator, "translate", "obs_translation")
-    timers.wrap(policy.action_translator, "translate", "action_translation")
+    timers.wrap(policy.action_translator, "translate", "action_translation", on_chunk)
     timers.wrap(transport, "infer", "infer")
     timers.wrap(transport, "encode", "encode", on_encode)
     timers.wrap(transport, "exchange", "exchange", on_reply)
@@ -286,33 +300,32 @@ def copy_bandwidth(nbytes: int) -> float:
     return float(source.nbytes / median_seconds(lambda: np.copyto(target, source), 3, 5))
 
 
+def _drive_ours(adapter: str, endpoint: str, options: dict[str, Any], num_envs: int, plan: Plan
+                ) -> tuple[Drive, Timers, int]:
+    """The adapter's run, its parts timed; and the number of queries it made while measured."""
+    timers = Timers()
+    with aa.load_policy(adapter, endpoint=endpoint, **options) as ours:
+        _instrument(ours, timers)
+        queries_before = [0]
+
+        def start() -> None:
+            timers.clear()
+            queries_before[0] = ours.stats.queries
+
+        timers.on = True
+        run = drive(ours.get_action, ours.reset, num_envs, plan, start)
+        timers.on = False
+        return run, timers, ours.stats.queries - queries_before[0]
+
+
 def _measure_adapter(adapter: str, plan: Plan, bandwidth: float) -> list[Row]:
     rows = []
     with _server(adapter, plan.servers_in_process) as (endpoint, record):
-        options = dict(record.client_options)
+        options = {**dict(record.client_options), "timeout": CLIENT_TIMEOUT_S}
         execute_steps = int(options.get("execute_steps", 8))
         for num_envs in plan.sizes:
-            timers = Timers()
-            with aa.load_policy(adapter, endpoint=endpoint, **options) as ours:
-                _instrument(ours, timers)
-                chunk_holder: list[torch.Tensor] = []
-
-                def keep(chunk: torch.Tensor) -> None:
-                    chunk_holder[:] = [chunk]
-
-                timers.wrap(ours.action_translator, "translate", "_chunk", keep)
-
-                def start() -> None:
-                    timers.on = True
-                    timers.clear()
-                    queries_before[0] = ours.stats.queries
-
-                queries_before = [0]
-                timers.on = True  # capture a chunk during warm-up
-                ours_run = drive(ours.get_action, ours.reset, num_envs, plan, start)
-                timers.on = False
-                queries = ours.stats.queries - queries_before[0]
-            chunk = chunk_holder[-1][:1].clone()
+            ours_run, timers, queries = _drive_ours(adapter, endpoint, options, num_envs, plan)
+            chunk = timers.last_chunk[:1].clone()
             local_policy = ConstantChunk(chunk)
             with aa.load_policy("local", policy=local_policy, execute_steps=execute_steps) as local:
                 local_run = drive(local.get_action, local.reset, num_envs, plan)
@@ -388,11 +401,13 @@ def run(settings: BenchSettings) -> list[Row]:
     torch.set_num_threads(1)
     try:
         plan = QUICK if settings.quick else FULL
-        bandwidth = copy_bandwidth((4 if settings.quick else 64) << 20)
+        copy_bytes = (4 if settings.quick else 64) << 20
+        bandwidth = copy_bandwidth(copy_bytes)
         rows = []
         for adapter in available:
             rows.extend(_measure_adapter(adapter, plan, bandwidth))
-        rows.append(Row("end_to_end", f"memory copy bandwidth (np.copyto, {(4 if settings.quick else 64)} MiB)", 1 / bandwidth, 1 / bandwidth,
+        copied = f"memory copy bandwidth (np.copyto, {copy_bytes >> 20} MiB)"
+        rows.append(Row("end_to_end", copied, 1 / bandwidth, 1 / bandwidth,
                         "the floor's denominator", {"unit": "seconds per byte",
                                                     "GB_per_s": round(bandwidth / 1e9, 2)}))
         return rows
