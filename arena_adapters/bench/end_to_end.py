@@ -215,7 +215,8 @@ def _server(adapter: str, in_process: bool) -> Iterator[tuple[str, Any]]:
     command = ServerProcess.for_expert(adapter, policy="null").command
     if adapter == "gr00t" and "--server-options" in command:
         # a query of all 1024 envs (354 MB) is over the server's default request limit
-        options = {**dict(record.server_options), "max_message_bytes": LARGE_REQUEST_BYTES}
+        options = {**dict(record.server_options), "max_message_bytes": LARGE_REQUEST_BYTES,
+                   "max_array_bytes": LARGE_REQUEST_BYTES}
         command = [*command[: command.index("--server-options") + 1], json.dumps(options)]
     with ServerProcess(command) as process:
         yield process.endpoint, record
