@@ -487,7 +487,7 @@ Outgoing = tuple[int, Query, Any]
 
 def _describe(query: Query) -> str:
     ids = query.env_ids_host
-    shown = ids.tolist() if len(ids) <= 8 else f"{ids[:4].tolist()[:-1]}...{ids[-2:].tolist()}"
+    shown = ids.tolist() if len(ids) <= 8 else "[" + ", ".join(map(str, ids[:4].tolist())) + f", ..., {ids[-1]}]"
     return f"inference for {query.size} env{'s' if query.size != 1 else ''} {shown}"
 
 
