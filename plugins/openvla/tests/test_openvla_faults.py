@@ -227,11 +227,13 @@ def test_a_server_killed_mid_request_then_restarted_is_recovered_on_the_next_cal
         connection.close()
         listener.close()
 
-    threading.Thread(target=killed_mid_request, daemon=True).start()
+    killer = threading.Thread(target=killed_mid_request, daemon=True)
+    killer.start()
     with HttpTransport(f"http://127.0.0.1:{port}", timeout=2.0) as transport:
         error, elapsed = _timed(lambda: transport.infer(PAYLOAD))
         assert type(error) is TransportError and not error.retryable
         assert elapsed < 2.0
+        killer.join(2.0)  # the dead server's listener is closed before the new one binds the port
         with start_reference_server(port=port) as restarted:
             assert transport.infer(PAYLOAD).shape == (7,)
             assert restarted.stats.requests == 1
