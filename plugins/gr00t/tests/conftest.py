@@ -12,6 +12,7 @@ import pytest
 import torch
 from arena_adapters_gr00t.modality import ModalityConfig, is_modality_config_map
 from arena_adapters_gr00t.server import ReferenceServer
+from arena_adapters_gr00t.transport import Gr00tTransport
 
 from arena_adapters.testing.golden import GoldenCase, load_cases, rebuild
 
@@ -106,3 +107,17 @@ def tmp_yaml(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def transports() -> Iterator[Callable[..., Gr00tTransport]]:
+    """Transports made by the test, closed after it."""
+    made: list[Gr00tTransport] = []
+
+    def make(endpoint: str, **options: Any) -> Gr00tTransport:
+        made.append(Gr00tTransport(endpoint, **options))
+        return made[-1]
+
+    yield make
+    for transport in made:
+        transport.close()

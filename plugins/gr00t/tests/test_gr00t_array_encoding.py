@@ -8,7 +8,7 @@ description with plain msgpack, and checked against the PyPI ``msgpack-numpy`` p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -110,17 +110,6 @@ def test_an_nd_era_server_writes_nd_arrays_and_the_new_marker() -> None:
     assert reply[0]["action.joint_position"][b"shape"] == [2, 32, 7]
 
 
-@pytest.fixture
-def transports() -> Iterator[Callable[..., Gr00tTransport]]:
-    made: list[Gr00tTransport] = []
-
-    def make(endpoint: str, **options: Any) -> Gr00tTransport:
-        made.append(Gr00tTransport(endpoint, **options))
-        return made[-1]
-
-    yield make
-    for transport in made:
-        transport.close()
 
 
 @pytest.mark.parametrize("era", [NPY, ND])

@@ -14,7 +14,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -69,17 +69,6 @@ def faulty(start_server: Start) -> tuple[ReferenceServer, Faults]:
     return start_server(fault_injector=faults), faults
 
 
-@pytest.fixture
-def transports() -> Iterator[Callable[..., Gr00tTransport]]:
-    made: list[Gr00tTransport] = []
-
-    def make(endpoint: str, **options: Any) -> Gr00tTransport:
-        made.append(Gr00tTransport(endpoint, **options))
-        return made[-1]
-
-    yield make
-    for transport in made:
-        transport.close()
 
 
 def timed(call: Callable[[], Any], error: type[BaseException]) -> tuple[float, BaseException]:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from arena_adapters_openpi.server import ReferenceServer, start_server
+from arena_adapters_openpi.transport import WebsocketTransport
 
 from arena_adapters.testing.golden import GoldenCase, load_cases, rebuild
 
@@ -59,3 +60,19 @@ def expected_chunk(state: np.ndarray, horizon: int = 10) -> np.ndarray:
 @pytest.fixture(scope="session")
 def builtin_chunk() -> Callable[..., np.ndarray]:
     return expected_chunk
+
+
+@pytest.fixture
+def transports() -> Iterator[Callable[..., WebsocketTransport]]:
+    """Transports made by the test, closed after it."""
+    made: list[WebsocketTransport] = []
+
+    def make(endpoint: str, **options: Any) -> WebsocketTransport:
+        options.setdefault("timeout", 10.0)
+        transport = WebsocketTransport(endpoint, **options)
+        made.append(transport)
+        return transport
+
+    yield make
+    for transport in made:
+        transport.close()

@@ -40,19 +40,6 @@ def request(joint0: float = 0.0) -> dict[str, Any]:
     return observation
 
 
-@pytest.fixture
-def transports() -> Iterator[Callable[..., WebsocketTransport]]:
-    made: list[WebsocketTransport] = []
-
-    def make(endpoint: str, **options: Any) -> WebsocketTransport:
-        options.setdefault("timeout", 10.0)
-        transport = WebsocketTransport(endpoint, **options)
-        made.append(transport)
-        return transport
-
-    yield make
-    for transport in made:
-        transport.close()
 
 
 def first_only(fault: ReplyFault) -> Callable[[bytes], ReplyFault | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,19 +27,6 @@ def droid_request(joint0: float = 0.0, prompt: str = "pick up the cup") -> dict[
     return request
 
 
-@pytest.fixture
-def transports() -> Iterator[Callable[..., WebsocketTransport]]:
-    made: list[WebsocketTransport] = []
-
-    def make(endpoint: str, **options: Any) -> WebsocketTransport:
-        options.setdefault("timeout", 10.0)
-        transport = WebsocketTransport(endpoint, **options)
-        made.append(transport)
-        return transport
-
-    yield make
-    for transport in made:
-        transport.close()
 
 
 class FailingOnPrompt:
