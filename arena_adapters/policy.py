@@ -46,7 +46,7 @@ from arena_adapters.records import (
 from arena_adapters.scheduler import AGGREGATES, STRATEGIES, ActionChunkScheduler, Requests, validate_schedule
 from arena_adapters.transport import DEADLINES, Deadline, ReplicaSet, ReplicaStats, WatchdogTransport, split_replicas
 from arena_adapters.transport.threads import DaemonPool, fan_out
-from arena_adapters.worker import TransportWorker, detach_from
+from arena_adapters.worker import HostBuffers, TransportWorker, detach_from
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +183,7 @@ class Policy:
         self.scheduler: ActionChunkScheduler | None = None
         validate_schedule(strategy, execute_steps, aggregate, prefetch_steps)
         self._worker = TransportWorker(name) if prefetch_steps else None
+        self._request_buffers = HostBuffers() if prefetch_steps else None
         if num_envs is not None and device is not None:
             self._make_scheduler(num_envs, torch.device(device))
 
@@ -295,7 +296,7 @@ class Policy:
     def _query_ahead(self, observation: Observation, scheduler: ActionChunkScheduler, env_ids: EnvIds) -> None:
         assert self._worker is not None
         query, outgoing = self._request(observation, scheduler, env_ids)
-        outgoing = detach_from(outgoing, observation)
+        outgoing = detach_from(outgoing, observation, self._request_buffers)
         scheduler.expect(env_ids, self._worker.submit(lambda: self._infer(outgoing, query)))
 
     def _wait_bound(self) -> float:

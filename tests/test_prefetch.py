@@ -279,3 +279,34 @@ def test_aggregation_blends_a_prefetched_chunk_with_the_rest_of_the_old_one() ->
     # steps 0-3: the first chunk; step 2 asks ahead; from step 4 the second chunk (its first 2
     # actions skipped) is blended with the 4 actions left of the first: 0.25 * 20 + 0.75 * 10
     assert taken == [10.0, 10.0, 10.0, 10.0, 12.5, 12.5]
+
+
+def test_host_copies_reuse_a_buffer_only_once_nothing_refers_to_it() -> None:
+    from arena_adapters.worker import HostBuffers, detach_from
+
+    buffers = HostBuffers(keep=2)
+    image = torch.zeros(4, 8, 8, 3, dtype=torch.uint8)
+    joints = torch.zeros(4, 3)
+    observation = {"camera_obs": {"rgb": image}, "policy": {"joint_pos": joints}}
+
+    def request() -> dict[str, Any]:
+        return {"image": image.numpy(), "rows": image, "joints": joints.numpy()}
+
+    image += 1
+    first = detach_from(request(), observation, buffers)
+    assert isinstance(first["rows"], torch.Tensor) and isinstance(first["image"], np.ndarray)
+    assert buffers.allocated == 3  # one host buffer per copy
+    held = first["rows"][1:]  # a view kept alive (as a policy keeping its observation would)
+    kept_image = first["image"]
+    del first
+    image += 1
+    second = detach_from(request(), observation, buffers)
+    assert buffers.allocated == 5  # the joints' buffer was free again; both images are still referred to
+    assert int(held.max()) == 1 and int(kept_image.max()) == 1 and int(second["rows"].max()) == 2
+    del second, held, kept_image
+    image += 1
+    third = detach_from(request(), observation, buffers)
+    assert buffers.allocated == 5  # everything reused
+    image += 1  # the env writes its buffers in place: the copies keep the values of their step
+    assert int(third["image"].max()) == 3 and int(third["rows"].max()) == 3
+    assert third["joints"].tolist() == joints.tolist()
