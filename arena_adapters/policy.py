@@ -46,7 +46,7 @@ from arena_adapters.records import (
 from arena_adapters.scheduler import AGGREGATES, STRATEGIES, ActionChunkScheduler, Requests, validate_schedule
 from arena_adapters.transport import DEADLINES, Deadline, ReplicaSet, ReplicaStats, WatchdogTransport, split_replicas
 from arena_adapters.transport.threads import DaemonPool, fan_out
-from arena_adapters.worker import TransportWorker, detach_from
+from arena_adapters.worker import HostBuffers, TransportWorker, detach_from
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ POLICY_OPTIONS: tuple[Option, ...] = (
     Option("instruction", str, None, "task instruction sent with every observation"),
     Option("prefetch_steps", int, 0, "query an env in the background when it has this many actions left "
            "(0: off; replay strategy)", minimum=0),
+    Option("prefetch_window", int, 0, "a request ahead also carries the envs that reach prefetch_steps within "
+           "this many further steps: fewer, larger requests when episodes run out of phase (0: off)", minimum=0),
     Option("aggregate", str, "replace", "how a new chunk merges with the rest of the old one over the steps "
            "both cover: replace, average (aggregate_weight), linear, exponential (aggregate_decay); "
            "replay/lockstep", choices=AGGREGATES),
@@ -145,6 +147,7 @@ class Policy:
         ensemble_decay: float = 0.01,
         instruction: str | None = None,
         prefetch_steps: int = 0,
+        prefetch_window: int = 0,
         aggregate: str = "replace",
         aggregate_weight: float = 0.5,
         aggregate_decay: float = 0.5,
@@ -172,6 +175,7 @@ class Policy:
             "aggregate_weight": aggregate_weight,
             "aggregate_decay": aggregate_decay,
             "prefetch_steps": prefetch_steps,
+            "prefetch_window": prefetch_window,
         }
         self._instruction = instruction or ""
         self._instructions_per_env: list[str] | None = None
@@ -181,8 +185,9 @@ class Policy:
         self._pending_pause: EnvIds = np.zeros(0, dtype=np.int64)
         self._device_hint = None if device is None else torch.device(device)
         self.scheduler: ActionChunkScheduler | None = None
-        validate_schedule(strategy, execute_steps, aggregate, prefetch_steps)
+        validate_schedule(strategy, execute_steps, aggregate, prefetch_steps, prefetch_window)
         self._worker = TransportWorker(name) if prefetch_steps else None
+        self._request_buffers = HostBuffers() if prefetch_steps else None
         if num_envs is not None and device is not None:
             self._make_scheduler(num_envs, torch.device(device))
 
@@ -295,7 +300,7 @@ class Policy:
     def _query_ahead(self, observation: Observation, scheduler: ActionChunkScheduler, env_ids: EnvIds) -> None:
         assert self._worker is not None
         query, outgoing = self._request(observation, scheduler, env_ids)
-        outgoing = detach_from(outgoing, observation)
+        outgoing = detach_from(outgoing, observation, self._request_buffers)
         scheduler.expect(env_ids, self._worker.submit(lambda: self._infer(outgoing, query)))
 
     def _wait_bound(self) -> float:

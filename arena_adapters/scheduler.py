@@ -43,6 +43,14 @@ control steps (not wall time) keeps runs reproducible: which actions are taken n
 how fast the server answers; a chunk that has not arrived when it is needed is waited for
 (:meth:`ActionChunkScheduler.collect`, bounded).
 
+One server answers one request at a time, so envs whose chunks run out at different steps (episodes
+out of phase) cost one inference each: with ``G`` such groups per ``execute_steps`` steps, the
+requests ahead alone take ``G * latency``, and once that exceeds the steps' own time the server, not
+the env, sets the pace. ``prefetch_window = w`` merges them: a request that goes out at a step
+(an env reached ``m`` actions left, or one is due now) also carries the envs that will reach ``m``
+within the next ``w`` steps, asked early from this step's observation. Fewer, larger requests, each
+chunk planned from an observation up to ``w`` steps older; ``m + w`` must stay below the chunk length.
+
 Envs can be paused (:meth:`ActionChunkScheduler.pause`): they hold their last action and are never
 due until reset.
 """
@@ -69,7 +77,8 @@ _MAX_LOG_WEIGHT_SPAN = 80.0  # exp(80) stays well inside float32 range
 
 
 def validate_schedule(
-    strategy: str, execute_steps: int | None, aggregate: str = "replace", prefetch_steps: int = 0
+    strategy: str, execute_steps: int | None, aggregate: str = "replace", prefetch_steps: int = 0,
+    prefetch_window: int = 0,
 ) -> None:
     """Raise :class:`ConfigError` for an unknown strategy or aggregation, an ``execute_steps``
     below 1, or a combination the strategy does not support."""
@@ -88,6 +97,11 @@ def validate_schedule(
         raise ConfigError(f"option 'prefetch_steps': expected an int >= 0, got {prefetch_steps!r}")
     if prefetch_steps and strategy != "replay":
         raise ConfigError(f"option 'prefetch_steps' works with strategy 'replay', not {strategy!r}")
+    if not isinstance(prefetch_window, int) or prefetch_window < 0:
+        raise ConfigError(f"option 'prefetch_window': expected an int >= 0, got {prefetch_window!r}")
+    if prefetch_window and not prefetch_steps:
+        raise ConfigError(f"option 'prefetch_window' merges requests ahead: it needs prefetch_steps >= 1, got "
+                          f"prefetch_window={prefetch_window} with prefetch_steps=0")
 
 
 def blend_weights(
@@ -185,6 +199,8 @@ class ActionChunkScheduler:
         aggregate_weight: the new chunk's weight for ``"average"``, in [0, 1].
         aggregate_decay: the rate of ``"exponential"``, > 0.
         prefetch_steps: request an env ahead of time when it has this many actions left (0: off).
+        prefetch_window: a request also carries the envs that reach ``prefetch_steps`` within
+            this many further steps (0: each group of envs is asked when it gets there).
         action_dim: expected action dimension ``D``; taken from the first chunk if ``None``.
         dtype: dtype of stored and returned actions.
 
@@ -213,12 +229,13 @@ class ActionChunkScheduler:
         aggregate_weight: float = 0.5,
         aggregate_decay: float = 0.5,
         prefetch_steps: int = 0,
+        prefetch_window: int = 0,
         action_dim: int | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ConfigError(f"option 'num_envs': expected an int >= 1, got {num_envs!r}")
-        validate_schedule(strategy, execute_steps, aggregate, prefetch_steps)
+        validate_schedule(strategy, execute_steps, aggregate, prefetch_steps, prefetch_window)
         if action_dim is not None and action_dim < 1:
             raise ConfigError(f"option 'action_dim': expected an int >= 1, got {action_dim!r}")
         if not 0.0 <= aggregate_weight <= 1.0:
@@ -234,6 +251,7 @@ class ActionChunkScheduler:
         self.aggregate_weight = float(aggregate_weight)
         self.aggregate_decay = float(aggregate_decay)
         self.prefetch_steps = prefetch_steps
+        self.prefetch_window = prefetch_window
         self.action_dim = action_dim
         self.dtype = dtype
 
@@ -277,21 +295,28 @@ class ActionChunkScheduler:
             return self._active_ids
         return due
 
-    def ahead_envs(self) -> EnvIds:
+    def ahead_envs(self, sending: bool = False) -> EnvIds:
         """Host array of the envs to request ahead of time at this step: ``0 < left <=
         prefetch_steps`` actions left, nothing in flight, and a chunk that was not requested at this
-        very step. Empty without prefetch; O(1) while no env is that close."""
+        very step. With ``prefetch_window = w``, when there are any (or ``sending``: a request goes
+        out at this step anyway), also those with ``left <= prefetch_steps + w``. Empty without
+        prefetch; O(1) while no env is that close."""
         steps = self.prefetch_steps
-        if not steps or self._next_due - self.t > steps:
+        reach = steps + self.prefetch_window
+        if not steps or self._next_due - self.t > (reach if sending else steps):
             return _EMPTY_IDS
         left = self._due - self.t
-        ahead = (left > 0) & (left <= steps) & (self._in_flight.flight_of < 0) & (self._asked_at < self.t)
+        waiting = (left > 0) & (self._in_flight.flight_of < 0) & (self._asked_at < self.t)
+        ahead = waiting & (left <= steps)
+        if reach > steps and (sending or ahead.any()):
+            ahead = waiting & (left <= reach)
         return np.flatnonzero(ahead)
 
     def requests(self) -> Requests:
         """The envs to query at this step: those due now, and (with prefetch) those to request ahead,
         to be sent together when any env is due now."""
-        return Requests(self.due_envs(), self.ahead_envs())
+        now = self.due_envs()
+        return Requests(now, self.ahead_envs(sending=len(now) > 0))
 
     def due_within(self, steps: int) -> EnvIds:
         """Host array of the active envs that are not due now but will be within ``steps`` steps
@@ -383,8 +408,8 @@ class ActionChunkScheduler:
                 if chunk.shape[1] <= skip:
                     raise ActionError(
                         f"a chunk requested ahead of time has {chunk.shape[1]} actions, none left after the "
-                        f"{skip} steps that elapsed while it was in flight: lower prefetch_steps below the "
-                        f"chunk length"
+                        f"{skip} steps that elapsed while it was in flight: lower prefetch_steps (plus "
+                        f"prefetch_window) below the chunk length"
                     )
                 rows = np.searchsorted(flight.env_ids, ids)
                 if len(rows) < len(flight.env_ids):

@@ -70,13 +70,15 @@ CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available
 
 
 @pytest.mark.parametrize("device", ["cpu", CUDA])
-@pytest.mark.parametrize(("execute_steps", "prefetch_steps"), [(8, 3), (8, 7), (4, 4), (12, 1)])
+@pytest.mark.parametrize(("execute_steps", "prefetch_steps", "prefetch_window"),
+                         [(8, 3, 0), (8, 7, 0), (4, 4, 0), (12, 1, 0), (8, 3, 4), (6, 2, 3)])
 def test_actions_are_those_of_each_step_despite_queries_ahead_of_time(
-    execute_steps: int, prefetch_steps: int, device: str
+    execute_steps: int, prefetch_steps: int, prefetch_window: int, device: str
 ) -> None:
     env = ClockEnv(6, seed=execute_steps + prefetch_steps, device=device)
     clock_policy = ClockPolicy(horizon=12, delay_s=0.002)
-    with aa.load_policy("local", policy=clock_policy, execute_steps=execute_steps, prefetch_steps=prefetch_steps) as policy:
+    with aa.load_policy("local", policy=clock_policy, execute_steps=execute_steps, prefetch_steps=prefetch_steps,
+                        prefetch_window=prefetch_window) as policy:
         for _ in range(150):
             expected = env.clock[:, 0].clone()
             actions = policy.get_action(env.observation())
@@ -150,6 +152,10 @@ def test_configuration_errors() -> None:
         aa.load_policy("local", policy=ClockPolicy(), strategy="lockstep", prefetch_steps=2)
     with pytest.raises(ConfigError, match=r"option 'prefetch_steps'.*expected a value >= 0, got -1"):
         aa.load_policy("local", policy=ClockPolicy(), prefetch_steps=-1)
+    with pytest.raises(ConfigError, match="'prefetch_window' merges requests ahead: it needs prefetch_steps >= 1"):
+        aa.load_policy("local", policy=ClockPolicy(), prefetch_window=2)
+    with pytest.raises(ConfigError, match=r"option 'prefetch_window'.*expected a value >= 0, got -1"):
+        aa.load_policy("local", policy=ClockPolicy(), prefetch_steps=2, prefetch_window=-1)
     with pytest.raises(ConfigError, match="option 'aggregate' works with strategy 'replay' or 'lockstep'"):
         aa.load_policy("local", policy=ClockPolicy(), strategy="ensemble", aggregate="linear")
     replies = iter([8, 2])
@@ -197,14 +203,15 @@ class JitteryClockPolicy(ClockPolicy):
         return super().__call__(observation) * 1.5 + 0.25  # not the clock itself: blending shows
 
 
+@pytest.mark.parametrize("prefetch_window", [0, 3])
 @pytest.mark.parametrize("aggregate", ["replace", "linear"])
-def test_actions_do_not_depend_on_how_fast_the_server_answers(aggregate: str) -> None:
+def test_actions_do_not_depend_on_how_fast_the_server_answers(aggregate: str, prefetch_window: int) -> None:
     runs = []
     for seed, max_delay_s in ((0, 0.0), (1, 0.03)):
         env = ClockEnv(5, seed=3)
         taken = []
         with aa.load_policy("local", policy=JitteryClockPolicy(seed, max_delay_s), execute_steps=6,
-                            prefetch_steps=4, aggregate=aggregate) as policy:
+                            prefetch_steps=4, prefetch_window=prefetch_window, aggregate=aggregate) as policy:
             for _ in range(60):
                 taken.append(policy.get_action(env.observation())[:, 0].tolist())
                 done = env.step()
@@ -279,3 +286,58 @@ def test_aggregation_blends_a_prefetched_chunk_with_the_rest_of_the_old_one() ->
     # steps 0-3: the first chunk; step 2 asks ahead; from step 4 the second chunk (its first 2
     # actions skipped) is blended with the 4 actions left of the first: 0.25 * 20 + 0.75 * 10
     assert taken == [10.0, 10.0, 10.0, 10.0, 12.5, 12.5]
+
+
+def test_host_copies_reuse_a_buffer_only_once_nothing_refers_to_it() -> None:
+    from arena_adapters.worker import HostBuffers, detach_from
+
+    buffers = HostBuffers(keep=2)
+    image = torch.zeros(4, 8, 8, 3, dtype=torch.uint8)
+    joints = torch.zeros(4, 3)
+    observation = {"camera_obs": {"rgb": image}, "policy": {"joint_pos": joints}}
+
+    def request() -> dict[str, Any]:
+        return {"image": image.numpy(), "rows": image, "joints": joints.numpy()}
+
+    image += 1
+    first = detach_from(request(), observation, buffers)
+    assert isinstance(first["rows"], torch.Tensor) and isinstance(first["image"], np.ndarray)
+    assert buffers.allocated == 3  # one host buffer per copy
+    held = first["rows"][1:]  # a view kept alive (as a policy keeping its observation would)
+    kept_image = first["image"]
+    del first
+    image += 1
+    second = detach_from(request(), observation, buffers)
+    assert buffers.allocated == 5  # the joints' buffer was free again; both images are still referred to
+    assert int(held.max()) == 1 and int(kept_image.max()) == 1 and int(second["rows"].max()) == 2
+    del second, held, kept_image
+    image += 1
+    third = detach_from(request(), observation, buffers)
+    assert buffers.allocated == 5  # everything reused
+    image += 1  # the env writes its buffers in place: the copies keep the values of their step
+    assert int(third["image"].max()) == 3 and int(third["rows"].max()) == 3
+    assert third["joints"].tolist() == joints.tolist()
+
+
+@pytest.mark.parametrize(("prefetch_window", "expected_sizes"), [(0, [2, 2, 2, 2]), (2, [4, 4])])
+def test_a_window_merges_requests_ahead_of_groups_out_of_phase(prefetch_window: int, expected_sizes: list[int]) -> None:
+    """Four groups of two envs, their chunks running out 2 steps apart: each group is asked alone,
+    or, with a window of 2, with the group that gets there 2 steps later (half the requests)."""
+    sizes: list[int] = []
+
+    def recording(observation: dict[str, Any]) -> torch.Tensor:
+        sizes.append(observation["policy"]["x"].shape[0])
+        return torch.zeros(sizes[-1], 16, 1)
+
+    with aa.load_policy("local", policy=recording, execute_steps=8, prefetch_steps=4,
+                        prefetch_window=prefetch_window) as policy:
+        obs = {"policy": {"x": torch.zeros(8, 1)}}
+        for step in range(24):
+            if step in (2, 4, 6):
+                policy.reset([step - 2, step - 1])  # group step // 2 starts over here
+            if step == 16:
+                sizes.clear()
+            policy.get_action(obs)
+        assert policy.scheduler is not None
+        assert policy.scheduler.remaining().tolist() == [2, 2, 4, 4, 6, 6, 0, 0]  # 2 steps apart
+    assert sizes == expected_sizes  # steps 16..23: one cycle of execute_steps

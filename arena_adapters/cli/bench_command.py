@@ -60,6 +60,8 @@ def _notes(extra: dict[str, Any]) -> str:
         notes.append(f"floor {_seconds(extra['floor_s'])}")
     if "ceiling" in extra:
         notes.append(f"ceiling {extra['ceiling']:.2f}x")
+    if "bound" in extra:
+        notes.append(f"bound {extra['bound']:.2f}x")
     return ", ".join(notes)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -170,3 +171,52 @@ def test_prefetch_over_zeromq_gives_the_actions_of_each_step(
             np.testing.assert_allclose(actions[:, :7].numpy(), 0.01 * clock.view(-1, 1).expand(4, 7).numpy(), atol=1e-5)
             clock += 1
         assert policy.stats.queries > 1
+
+
+@pytest.mark.parametrize(("image_size", "resets"), [(None, False), (None, True), ((8, 12), True)],
+                         ids=["all envs", "subsets", "subsets resized"])
+def test_a_request_ahead_sends_the_images_of_its_step_though_the_env_draws_in_place(
+    start_server: Start, droid_observation: Callable[..., dict[str, Any]], image_size: tuple[int, int] | None,
+    resets: bool,
+) -> None:
+    """Every pixel of env e's images is its step counter since its reset, drawn into the same
+    buffers every step (as camera sensors do), and the server plans from the pixels. Requests ahead
+    of time are answered while the env steps on; the actions match the clock only if each request
+    carried the pixels of the step it was made at (all envs at once: views of the env's buffers,
+    copied; a subset: rows gathered; resized or not)."""
+    def stamped(observation: dict[str, Any]) -> dict[str, np.ndarray]:
+        stamp = observation["video.exterior_image_1_left"][:, -1, 0, 0, 0].astype(np.float32)
+        assert (observation["video.wrist_image_left"][:, -1, 0, 0, 0] == stamp).all()
+        steps = stamp[:, None, None] + np.arange(32, dtype=np.float32)[None, :, None]
+        return {"action.joint_position": np.repeat(steps, 7, axis=2) / 100,
+                "action.gripper_position": np.zeros((len(stamp), 32, 1), np.float32)}
+
+    server = start_server(stamped)
+    num_envs = 5
+    observation = droid_observation(num_envs, height=16, width=24)
+    cameras = observation["camera_obs"]
+    clock = torch.zeros(num_envs)
+    rng = np.random.default_rng(0)
+    length = rng.integers(6, 30, num_envs) if resets else np.full(num_envs, 1000)  # 1000: one phase
+    with aa.load_policy("gr00t", endpoint=server.endpoint, timeout=5, execute_steps=8, prefetch_steps=4,
+                        image_size=image_size) as policy:
+        transport = policy.transport
+        send = transport.infer
+
+        def queued(request: dict[str, Any], deadline: Any = None) -> dict[str, Any]:
+            time.sleep(0.02)  # as if behind another request: the env draws its next frames meanwhile
+            return send(request, deadline)
+
+        transport.infer = queued  # type: ignore[method-assign]
+        for _ in range(60):
+            for images in cameras.values():
+                images[:] = clock.to(torch.uint8).view(-1, 1, 1, 1)
+            actions = policy.get_action(observation)
+            np.testing.assert_allclose(actions[:, 0].numpy(), clock.numpy() / 100, atol=1e-6)
+            clock += 1
+            done = np.flatnonzero(clock.numpy() >= length)
+            if len(done):
+                clock[done] = 0
+                length[done] = rng.integers(6, 30, len(done))
+                policy.reset(done)
+        assert policy.scheduler is not None and policy.scheduler.requests_per_env.min() >= 5
