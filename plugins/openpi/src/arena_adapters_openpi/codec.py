@@ -10,12 +10,14 @@ Byte-compatible with ``openpi_client.msgpack_numpy`` (see PROTOCOLS.md section 2
   plain float / str / bin;
 - object, complex and structured (void) dtypes are refused.
 
-Decoding never uses pickle: arrays are read-only, zero-copy views of the received bytes, built only
-for plain numeric, bool, string and datetime dtypes, and only after the shape, the dtype and the
-byte count were checked against the core's :class:`~arena_adapters.transport.DecodeLimits`.
+Decoding never uses pickle: arrays are read-only numpy arrays, built only for plain numeric, bool,
+string and datetime dtypes, and only after the shape, the dtype and the byte count were checked
+against the core's :class:`~arena_adapters.transport.DecodeLimits`.
 
-Speed: arrays are written straight from their memory into the message, one copy in all (see
-:mod:`arena_adapters_openpi.wire`); reading is msgpack's.
+Speed: a message with large arrays is written by :mod:`arena_adapters_openpi.wire` (array memory
+joined into the message, one copy in all) and read by :mod:`arena_adapters_openpi.reader` (arrays
+are views of the message, no copy). Small messages (replies, metadata) are msgpack's own work,
+which is faster for them.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import numpy as np
 
 from arena_adapters.errors import ProtocolError
 from arena_adapters.transport import DecodeLimits
-from arena_adapters_openpi.wire import GatherWriter, bin_header
+from arena_adapters_openpi.reader import read
+from arena_adapters_openpi.skeleton import MISS, Skeleton
+from arena_adapters_openpi.wire import GATHER_ARRAY_BYTES, GatherInstead, GatherWriter, bin_header
 
 ARRAY_MARKER = b"__ndarray__"
 SCALAR_MARKER = b"__npgeneric__"
@@ -36,6 +40,9 @@ REFUSED_KINDS = frozenset("VOc")
 """dtype kinds neither side accepts: structured/void, object, complex."""
 DECODABLE_KINDS = frozenset("biufSUmM")
 """dtype kinds the decoder builds arrays of."""
+VIEW_READ_BYTES = 16 * 1024
+"""Messages from this size on are read by :mod:`arena_adapters_openpi.reader` (arrays as views);
+smaller ones by msgpack, whose copies cost less than walking them in Python."""
 
 
 class EncodeError(ProtocolError, TypeError):
@@ -44,17 +51,15 @@ class EncodeError(ProtocolError, TypeError):
 
 DEFAULT_LIMITS = DecodeLimits()
 
+# ------------------------------------------------------------------------------------ encode
+
 
 def _encode_numpy(value: Any) -> Any:
+    """msgpack's ``default`` hook: the map msgpack_numpy writes for a numpy array or scalar."""
     if isinstance(value, np.ndarray):
         if value.dtype.kind in REFUSED_KINDS:
             raise EncodeError(f"cannot send arrays of dtype {value.dtype} (object/complex/structured are refused)")
-        if value.dtype.itemsize == 0 or value.dtype.hasobject:
-            data: Any = value.tobytes()
-        else:
-            flat = value.reshape(-1) if value.flags.c_contiguous else np.ascontiguousarray(value).reshape(-1)
-            data = flat.view(np.uint8).data
-        return {ARRAY_MARKER: True, b"data": data, b"dtype": value.dtype.str, b"shape": value.shape}
+        return {ARRAY_MARKER: True, b"data": value.tobytes(), b"dtype": value.dtype.str, b"shape": value.shape}
     if isinstance(value, np.generic):
         if value.dtype.kind in REFUSED_KINDS:
             raise EncodeError(f"cannot send scalars of dtype {value.dtype} (object/complex/structured are refused)")
@@ -65,53 +70,50 @@ def _encode_numpy(value: Any) -> Any:
     )
 
 
-_local = threading.local()
-
-
-def _packer() -> msgpack.Packer:
-    packer: msgpack.Packer | None = getattr(_local, "packer", None)
-    if packer is None:
-        packer = msgpack.Packer(default=_encode_numpy, use_bin_type=True)
-        _local.packer = packer
-    return packer
+def _encode_or_gather(value: Any) -> Any:
+    """:func:`_encode_numpy`, except that large arrays are left to the writer to gather."""
+    if type(value) is np.ndarray:
+        dtype = value.dtype
+        if dtype.kind not in REFUSED_KINDS:
+            if value.nbytes >= GATHER_ARRAY_BYTES:
+                raise GatherInstead
+            return {ARRAY_MARKER: True, b"data": value.tobytes(), b"dtype": dtype.str, b"shape": value.shape}
+    return _encode_numpy(value)
 
 
 _ARRAY_HEAD = msgpack.packb({ARRAY_MARKER: True, b"data": b""}, use_bin_type=True)[:-2].replace(b"\x82", b"\x84", 1)
 _FRAMES: dict[tuple[np.dtype[Any], tuple[int, ...]], tuple[bytes, bytes]] = {}
+_FRAME_CACHE_SIZE = 256
 _DIRECT_KINDS = frozenset("biuf")
 
 
-def _frame(dtype: np.dtype[Any], shape: tuple[int, ...], nbytes: int) -> tuple[bytes, bytes]:
-    """The bytes before an array's payload (map header, marker, ``data`` bin header) and after it
-    (``dtype`` and ``shape``), cached per dtype and shape."""
-    key = (dtype, shape)
-    frame = _FRAMES.get(key)
-    if frame is None:
-        tail = msgpack.packb({b"dtype": dtype.str, b"shape": shape}, use_bin_type=True)[1:]
-        frame = (_ARRAY_HEAD + bin_header(nbytes), tail)
-        if len(_FRAMES) < 256:
-            _FRAMES[key] = frame
-    return frame
-
-
 def _array_parts(value: np.ndarray[Any, Any]) -> list[Any] | None:
-    """The msgpack form of an array as parts (head, its memory as a buffer, tail), or ``None`` for
-    arrays the packer's ``default`` hook handles (refused dtypes, zero-size items)."""
+    """The msgpack form of an array as parts (map head with the ``data`` bin header, the array's
+    memory, the ``dtype`` and ``shape`` entries), or ``None`` for arrays msgpack's ``default``
+    hook handles (refused dtypes)."""
     dtype = value.dtype
-    if dtype.kind in REFUSED_KINDS or dtype.itemsize == 0 or dtype.hasobject:
+    if dtype.kind in REFUSED_KINDS:
         return None
     if not value.flags.c_contiguous:
-        value = np.ascontiguousarray(value).reshape(value.shape)
-    head, tail = _frame(dtype, value.shape, value.nbytes)
-    payload = value if dtype.kind in _DIRECT_KINDS else value.reshape(-1).view(np.uint8)
-    return [head, payload, tail]
+        value = np.ascontiguousarray(value)
+    key = (dtype, value.shape)
+    frame = _FRAMES.get(key)
+    if frame is None:
+        tail = msgpack.packb({b"dtype": dtype.str, b"shape": value.shape}, use_bin_type=True)[1:]
+        frame = (_ARRAY_HEAD + bin_header(value.nbytes), tail)
+        if len(_FRAMES) >= _FRAME_CACHE_SIZE:
+            _FRAMES.clear()
+        _FRAMES[key] = frame
+    return [frame[0], value if dtype.kind in _DIRECT_KINDS else value.reshape(-1).view(np.uint8), frame[1]]
 
 
-def _writer() -> GatherWriter:
-    writer: GatherWriter | None = getattr(_local, "writer", None)
-    if writer is None:
-        writer = GatherWriter(_packer(), _array_parts)
-        _local.writer = writer
+_local = threading.local()
+
+
+def _new_writer() -> GatherWriter:
+    gathering = msgpack.Packer(default=_encode_or_gather, use_bin_type=True)
+    plain = msgpack.Packer(default=_encode_numpy, use_bin_type=True)
+    writer = _local.writer = GatherWriter(gathering.pack, plain.pack, _array_parts)
     return writer
 
 
@@ -121,22 +123,29 @@ def encode(value: Any) -> bytes:
     Raises:
         EncodeError: a value of an unsupported type or dtype.
     """
-    packer = _packer()
     try:
-        return _writer().write(value)
+        writer: GatherWriter = _local.writer
+    except AttributeError:
+        writer = _new_writer()
+    try:
+        try:
+            return writer.pack(value)
+        except GatherInstead:
+            return writer.gather(value)
     except EncodeError:
-        packer.reset()
         raise
     except (TypeError, ValueError, OverflowError) as exc:
-        packer.reset()
         raise EncodeError(f"cannot encode value for openpi: {exc}") from exc
 
+
+# ------------------------------------------------------------------------------------ decode
 
 _DTYPE_CACHE: dict[str | bytes, np.dtype[Any]] = {}
 _DTYPE_CACHE_SIZE = 256
 
 
 def _checked_dtype(text: Any, limits: DecodeLimits) -> np.dtype[Any]:
+    """The dtype an array or scalar map names, if the decoder builds that kind."""
     cached = _DTYPE_CACHE.get(text) if isinstance(text, (str, bytes)) else None
     if cached is not None:
         return cached
@@ -174,7 +183,7 @@ def _decode_array(node: dict[Any, Any], limits: DecodeLimits) -> np.ndarray[Any,
         )
     if expected > limits.max_array_bytes:
         raise ProtocolError(f"openpi array of {expected} bytes exceeds max_array_bytes={limits.max_array_bytes}")
-    return np.frombuffer(data, dtype).reshape(shape)
+    return np.ndarray(tuple(shape), dtype, data)
 
 
 def _decode_scalar(node: dict[Any, Any], limits: DecodeLimits) -> np.generic:
@@ -194,36 +203,48 @@ def _decode_scalar(node: dict[Any, Any], limits: DecodeLimits) -> np.generic:
         raise ProtocolError(f"openpi scalar: {data!r} is not a valid {dtype.str}: {exc}") from None
 
 
-def _object_hook(limits: DecodeLimits) -> Any:
-    def hook(node: dict[Any, Any]) -> Any:
-        if ARRAY_MARKER in node:
-            return _decode_array(node, limits)
-        if SCALAR_MARKER in node:
-            return _decode_scalar(node, limits)
-        return node
-
-    return hook
+def _decode_map(node: dict[Any, Any], limits: DecodeLimits) -> Any:
+    """The array or scalar a decoded map stands for, or the map itself."""
+    if ARRAY_MARKER in node:
+        return _decode_array(node, limits)
+    if SCALAR_MARKER in node:
+        return _decode_scalar(node, limits)
+    return node
 
 
-_DEFAULT_HOOK = _object_hook(DEFAULT_LIMITS)
+_SKELETONS: dict[int, Skeleton] = {}
+"""The skeleton of the last message of each length that had one."""
+_SKELETON_CACHE_SIZE = 64
 
 
 def decode(data: bytes | bytearray | memoryview | str, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
-    """Decode openpi wire bytes; arrays come back as read-only numpy views of ``data``.
+    """Decode openpi wire bytes; arrays come back as read-only views of ``data`` (of a copy of it
+    when it is not ``bytes``): keep one and the whole message stays alive.
+
+    A message with the same layout as an earlier one (same length, same bytes except array data
+    and float64 values) is rebuilt from that one's :class:`~arena_adapters_openpi.skeleton.Skeleton`.
 
     Raises:
         ProtocolError: the bytes are not msgpack, exceed ``limits``, or hold an unacceptable array.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ProtocolError(f"openpi message: expected binary data, got {type(data).__name__}")
-    limits.check_message(len(data), "openpi message")
-    hook = _DEFAULT_HOOK if limits is DEFAULT_LIMITS else _object_hook(limits)
-    try:
-        return msgpack.unpackb(data, object_hook=hook, raw=False)
-    except ProtocolError:
-        raise
-    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
-        raise ProtocolError(f"openpi message is not valid msgpack: {type(exc).__name__}: {exc}") from None
+    if type(data) is not bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ProtocolError(f"openpi message: expected binary data, got {type(data).__name__}")
+        data = bytes(data)
+    if len(data) > limits.max_message_bytes:
+        limits.check_message(len(data), "openpi message")
+    skeleton = _SKELETONS.get(len(data))
+    if skeleton is not None:
+        value = skeleton.value_of(data, limits)
+        if value is not MISS:
+            return value
+    value, slots = read(data, limits, _checked_dtype, _decode_map)
+    skeleton = Skeleton.of(value, data, slots)
+    if skeleton is not None:
+        if len(_SKELETONS) >= _SKELETON_CACHE_SIZE:
+            _SKELETONS.clear()
+        _SKELETONS[len(data)] = skeleton
+    return value
 
 
 def _excerpt(value: Any) -> str:
