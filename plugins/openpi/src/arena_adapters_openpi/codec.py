@@ -40,10 +40,6 @@ REFUSED_KINDS = frozenset("VOc")
 """dtype kinds neither side accepts: structured/void, object, complex."""
 DECODABLE_KINDS = frozenset("biufSUmM")
 """dtype kinds the decoder builds arrays of."""
-VIEW_READ_BYTES = 16 * 1024
-"""Messages from this size on are read by :mod:`arena_adapters_openpi.reader` (arrays as views);
-smaller ones by msgpack, whose copies cost less than walking them in Python."""
-
 
 class EncodeError(ProtocolError, TypeError):
     """A value cannot be written in the openpi wire format."""

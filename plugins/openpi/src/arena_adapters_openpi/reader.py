@@ -93,7 +93,8 @@ class _Message:
         self.dtype_of = dtype_of
         self.map_hook = map_hook
         self.slots: list[Slot] = []
-        """The arrays read as views and the float64 values, in the order of the message."""
+        """The arrays read as views and the float64 values, in message order (less those that a
+        map hook consumed)."""
 
 
 def read(data: bytes, limits: DecodeLimits, dtype_of: DtypeCheck, map_hook: MapHook) -> tuple[Any, list[Slot]]:
@@ -204,6 +205,8 @@ def _map(message: _Message, pos: int, size: int, depth: int) -> tuple[Any, int]:
         raise _truncated(message, pos, f"a map of {size:,} entries")
     data = message.data
     node: dict[Any, Any] = {}
+    slots = message.slots
+    mark = len(slots)
     depth += 1
     for _ in range(size):
         code = data[pos] if pos < end else -1
@@ -221,7 +224,10 @@ def _map(message: _Message, pos: int, size: int, depth: int) -> tuple[Any, int]:
             if type(key) is not str and type(key) is not bytes:
                 raise Malformed(f"openpi message: a map key must be str or bin, got {type(key).__name__}")
         node[key], pos = _read(message, pos, depth)
-    return message.map_hook(node, message.limits), pos
+    value = message.map_hook(node, message.limits)
+    if value is not node and len(slots) > mark:
+        del slots[mark:]  # consumed by the hook: their bytes now decide the value like any others
+    return value, pos
 
 
 def _array(message: _Message, pos: int) -> tuple[np.ndarray[Any, Any], int] | None:

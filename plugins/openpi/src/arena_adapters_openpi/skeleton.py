@@ -21,11 +21,13 @@ import numpy as np
 from arena_adapters.transport import DecodeLimits
 from arena_adapters_openpi.reader import Slot
 
-MAX_FIXED_BYTES = 64 * 1024
+MAX_FIXED_BYTES = 16 * 1024
 """Messages with more bytes than this outside their arrays and floats get no skeleton."""
 
 MISS: Any = object()
 """What :meth:`Skeleton.value_of` returns for a message without that skeleton."""
+MAX_SLOTS = 1024
+"""Messages with more arrays and floats than this get no skeleton."""
 _F64 = struct.Struct(">d").unpack_from
 _CONSTANT_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
 
@@ -100,7 +102,7 @@ class Skeleton:
     def of(cls, value: Any, data: bytes, slots: list[Slot]) -> Skeleton | None:
         """The skeleton of the message ``data``, which decoded to ``value`` with these ``slots``;
         None where the message cannot have one."""
-        if not slots:
+        if not slots or len(slots) > MAX_SLOTS:
             return None
         walk = _Walk(slots)
         root = walk.recipe(value, 1)
