@@ -32,7 +32,7 @@ from arena_adapters.errors import ProtocolError
 from arena_adapters.transport import DecodeLimits
 from arena_adapters_openpi.reader import read
 from arena_adapters_openpi.skeleton import MISS, Skeleton
-from arena_adapters_openpi.wire import GATHER_ARRAY_BYTES, GatherInstead, GatherWriter, bin_header
+from arena_adapters_openpi.wire import GATHER_ARRAY_BYTES, GatherInstead, GatherWriter, bin_header, holds_large_array
 
 ARRAY_MARKER = b"__ndarray__"
 SCALAR_MARKER = b"__npgeneric__"
@@ -78,29 +78,31 @@ def _encode_or_gather(value: Any) -> Any:
 
 
 _ARRAY_HEAD = msgpack.packb({ARRAY_MARKER: True, b"data": b""}, use_bin_type=True)[:-2].replace(b"\x82", b"\x84", 1)
-_FRAMES: dict[tuple[np.dtype[Any], tuple[int, ...]], tuple[bytes, bytes]] = {}
+_FRAMES: dict[tuple[np.dtype[Any], tuple[int, ...]], tuple[bytes, bytes, bool]] = {}
+"""Per dtype and shape: the bytes before an array's data, those after it, and whether the array
+itself can be joined (or needs a uint8 view: numpy exports no buffer of dates or str)."""
 _FRAME_CACHE_SIZE = 256
 _DIRECT_KINDS = frozenset("biuf")
 
 
-def _array_parts(value: np.ndarray[Any, Any]) -> list[Any] | None:
+def _array_parts(value: np.ndarray[Any, Any]) -> tuple[Any, ...] | None:
     """The msgpack form of an array as parts (map head with the ``data`` bin header, the array's
     memory, the ``dtype`` and ``shape`` entries), or ``None`` for arrays msgpack's ``default``
     hook handles (refused dtypes)."""
-    dtype = value.dtype
-    if dtype.kind in REFUSED_KINDS:
-        return None
-    if not value.flags.c_contiguous:
-        value = np.ascontiguousarray(value)
-    key = (dtype, value.shape)
-    frame = _FRAMES.get(key)
-    if frame is None:
+    try:
+        head, tail, direct = _FRAMES[value.dtype, value.shape]
+    except KeyError:
+        dtype = value.dtype
+        if dtype.kind in REFUSED_KINDS:
+            return None
         tail = msgpack.packb({b"dtype": dtype.str, b"shape": value.shape}, use_bin_type=True)[1:]
-        frame = (_ARRAY_HEAD + bin_header(value.nbytes), tail)
+        head, direct = _ARRAY_HEAD + bin_header(value.nbytes), dtype.kind in _DIRECT_KINDS
         if len(_FRAMES) >= _FRAME_CACHE_SIZE:
             _FRAMES.clear()
-        _FRAMES[key] = frame
-    return [frame[0], value if dtype.kind in _DIRECT_KINDS else value.reshape(-1).view(np.uint8), frame[1]]
+        _FRAMES[dtype, value.shape] = (head, tail, direct)
+    if not value.flags.c_contiguous:
+        value = np.ascontiguousarray(value)
+    return head, value if direct else value.reshape(-1).view(np.uint8), tail
 
 
 _local = threading.local()
@@ -124,6 +126,8 @@ def encode(value: Any) -> bytes:
     except AttributeError:
         writer = _new_writer()
     try:
+        if type(value) is dict and holds_large_array(value):
+            return writer.gather(value)
         try:
             return writer.pack(value)
         except GatherInstead:

@@ -28,55 +28,47 @@ MISS: Any = object()
 """What :meth:`Skeleton.value_of` returns for a message without that skeleton."""
 MAX_SLOTS = 1024
 """Messages with more arrays and floats than this get no skeleton."""
-_F64 = struct.Struct(">d").unpack_from
 _CONSTANT_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
 
 
-class _Node:
-    """How to build one dict or list: a copy of its template (the constants in place), then the
-    values from slots and the child containers put in."""
-
-    __slots__ = ("child_fills", "slot_fills", "template")
-
-    def __init__(self, template: dict[Any, Any] | list[Any], slot_fills: tuple[tuple[Any, int], ...],
-                 child_fills: tuple[tuple[Any, _Node], ...]) -> None:
-        self.template = template
-        self.slot_fills = slot_fills
-        self.child_fills = child_fills
-
-
 class _Walk:
-    """Turns a decoded tree into :class:`_Node` recipes, matching its leaves to the slots."""
+    """Flattens a decoded tree into a build plan, matching its leaves to the slots in order.
+
+    The plan's values are numbered: the arrays first, then the floats, then the containers; each
+    container is a copy of its template (its constants in place) and each fill puts one value into
+    one container."""
 
     def __init__(self, slots: list[Slot]) -> None:
         self.slots = slots
+        arrays = [i for i, (_, _, tail) in enumerate(slots) if tail is not None]
+        floats = [i for i, (_, _, tail) in enumerate(slots) if tail is None]
+        self.number = {slot: n for n, slot in enumerate(arrays + floats)}
         self.matched = 0
         self.depth = 0
+        self.templates: list[dict[Any, Any] | list[Any]] = []
+        self.fills: list[tuple[int, Any, int]] = []
 
-    def recipe(self, value: Any, depth: int) -> _Node | int | None:
-        """The recipe of a container, the slot number of a slot leaf, or None (no skeleton)."""
+    def plan(self, value: Any, depth: int) -> int | None:
+        """The number of ``value`` in the plan (a container or a slot), or None (no skeleton)."""
         kind = type(value)
-        if kind is dict or kind is list:
-            self.depth = max(self.depth, depth)
-            template = value.copy()
-            slot_fills: list[tuple[Any, int]] = []
-            child_fills: list[tuple[Any, _Node]] = []
-            for where, item in value.items() if kind is dict else enumerate(value):
-                if (type(item) in _CONSTANT_TYPES or isinstance(item, np.generic)) and not self._is_next_slot(item):
-                    continue
-                part = self.recipe(item, depth + 1)
-                if part is None:
-                    return None
-                template[where] = None
-                if isinstance(part, int):
-                    slot_fills.append((where, part))
-                else:
-                    child_fills.append((where, part))
-            return _Node(template, tuple(slot_fills), tuple(child_fills))
-        if self._is_next_slot(value):
-            self.matched += 1
-            return self.matched - 1
-        return None
+        if kind is not dict and kind is not list:
+            if self.matched < len(self.slots) and self.slots[self.matched][0] is value:
+                self.matched += 1
+                return self.number[self.matched - 1]
+            return None
+        self.depth = max(self.depth, depth)
+        template = value.copy()
+        number = len(self.slots) + len(self.templates)
+        self.templates.append(template)
+        for where, item in value.items() if kind is dict else enumerate(value):
+            if (type(item) in _CONSTANT_TYPES or isinstance(item, np.generic)) and not self._is_next_slot(item):
+                continue
+            part = self.plan(item, depth + 1)
+            if part is None:
+                return None
+            template[where] = None
+            self.fills.append((number, where, part))
+        return number
 
     def _is_next_slot(self, value: Any) -> bool:
         return self.matched < len(self.slots) and self.slots[self.matched][0] is value
@@ -85,17 +77,30 @@ class _Walk:
 class Skeleton:
     """The skeleton of one message (see the module docstring)."""
 
-    __slots__ = ("_limits_seen", "depth", "max_array_bytes", "max_ndim", "root", "segments", "slots")
+    __slots__ = ("_limits_seen", "arrays", "depth", "fills", "fixed", "floats", "max_array_bytes", "max_ndim",
+                 "root", "segments", "templates")
 
-    def __init__(self, segments: tuple[tuple[int, bytes], ...], slots: tuple[tuple[int, Any], ...], root: _Node | int,
-                 depth: int) -> None:
-        self.segments = segments
-        self.slots = slots
+    def __init__(self, data: bytes, slots: list[Slot], walk: _Walk, root: int) -> None:
+        fixed, floats, start, end = ["<"], [">"], 0, 0
+        for _, offset, tail in slots:
+            size = 8 if tail is None else tail.nbytes
+            fixed.append(f"{offset - start}s{size}x")
+            start = offset + size
+            if tail is None:
+                floats.append(f"{offset - end}xd")
+                end = offset + 8
+        fixed.append(f"{len(data) - start}s")
+        self.fixed = struct.Struct("".join(fixed)).unpack_from
+        """Reads the bytes outside the slots of a message of the same length."""
+        self.segments = self.fixed(data)
+        self.floats = struct.Struct("".join(floats)).unpack_from if len(floats) > 1 else None
+        self.arrays = tuple((offset, tail) for _, offset, tail in slots if tail is not None)
+        self.templates = tuple(walk.templates)
+        self.fills = tuple(walk.fills)
         self.root = root
-        self.depth = depth
-        tails = [tail for _, tail in slots if tail is not None]
-        self.max_ndim = max((len(tail.shape) for tail in tails), default=0)
-        self.max_array_bytes = max((tail.nbytes for tail in tails), default=0)
+        self.depth = walk.depth
+        self.max_ndim = max((len(tail.shape) for _, tail in self.arrays), default=0)
+        self.max_array_bytes = max((tail.nbytes for _, tail in self.arrays), default=0)
         self._limits_seen: DecodeLimits | None = None
 
     @classmethod
@@ -105,18 +110,11 @@ class Skeleton:
         if not slots or len(slots) > MAX_SLOTS:
             return None
         walk = _Walk(slots)
-        root = walk.recipe(value, 1)
+        root = walk.plan(value, 1)
         if root is None or walk.matched != len(slots):
             return None
-        segments = []
-        start = 0
-        for _, offset, tail in slots:
-            segments.append((start, data[start:offset]))
-            start = offset + (8 if tail is None else tail.nbytes)
-        segments.append((start, data[start:]))
-        if sum(len(segment) for _, segment in segments) > MAX_FIXED_BYTES:
-            return None
-        return cls(tuple(segments), tuple((offset, tail) for _, offset, tail in slots), root, walk.depth)
+        skeleton = cls(data, slots, walk, root)
+        return skeleton if sum(map(len, skeleton.segments)) <= MAX_FIXED_BYTES else None
 
     def value_of(self, data: bytes, limits: DecodeLimits) -> Any:
         """The value of ``data`` (a message of the same length), or :data:`MISS` where it does not
@@ -126,26 +124,17 @@ class Skeleton:
                     or self.max_array_bytes > limits.max_array_bytes):
                 return MISS
             self._limits_seen = limits
-        for offset, segment in self.segments:
-            if not data.startswith(segment, offset):
-                return MISS
+        if self.fixed(data) != self.segments:
+            return MISS
         values: list[Any] = []
-        for offset, tail in self.slots:
-            if tail is None:
-                values.append(_F64(data, offset)[0])
-                continue
+        for offset, tail in self.arrays:
             array: np.ndarray[Any, Any] = np.ndarray(tail.shape, tail.dtype, data, offset)
             if tail.unaligned and not array.flags.aligned:
                 array = np.ndarray(tail.shape, tail.dtype, data[offset:offset + tail.nbytes])
             values.append(array)
-        root = self.root
-        return values[root] if isinstance(root, int) else _build(root, values)
-
-
-def _build(node: _Node, slots: list[Any]) -> Any:
-    built = node.template.copy()
-    for where, index in node.slot_fills:
-        built[where] = slots[index]
-    for where, child in node.child_fills:
-        built[where] = _build(child, slots)
-    return built
+        if self.floats is not None:
+            values += self.floats(data)
+        values += [template.copy() for template in self.templates]
+        for container, where, part in self.fills:
+            values[container][where] = values[part]
+        return values[self.root]

@@ -60,9 +60,18 @@ def bin_header(n: int) -> bytes:
     raise ValueError(f"bin of {n} bytes is too large for msgpack")
 
 
+def holds_large_array(value: dict[Any, Any]) -> bool:
+    """Whether a dict holds a large array at its top level, as observations do: then gathering at
+    once saves packing up to that array and raising."""
+    for item in value.values():
+        if type(item) is np.ndarray and item.nbytes >= GATHER_ARRAY_BYTES:
+            return True
+    return False
+
+
 Pack = Callable[[Any], bytes]
 """A msgpack packer's ``pack`` method."""
-ArrayParts = Callable[[np.ndarray[Any, Any]], "list[Any] | None"]
+ArrayParts = Callable[[np.ndarray[Any, Any]], "tuple[Any, ...] | None"]
 """``array_parts(array)``: the array's whole msgpack form as parts (headers as bytes, the payload as
 a buffer), or ``None`` to let the packer (and its ``default`` hook) write it."""
 
