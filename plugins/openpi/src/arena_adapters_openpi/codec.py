@@ -32,7 +32,7 @@ from arena_adapters.errors import ProtocolError
 from arena_adapters.transport import DecodeLimits
 from arena_adapters_openpi.reader import read
 from arena_adapters_openpi.skeleton import MISS, Skeleton
-from arena_adapters_openpi.wire import GATHER_ARRAY_BYTES, GatherInstead, GatherWriter, bin_header, holds_large_array
+from arena_adapters_openpi.wire import GATHER_ARRAY_BYTES, GatherInstead, GatherWriter, bin_header
 
 ARRAY_MARKER = b"__ndarray__"
 SCALAR_MARKER = b"__npgeneric__"
@@ -126,8 +126,6 @@ def encode(value: Any) -> bytes:
     except AttributeError:
         writer = _new_writer()
     try:
-        if type(value) is dict and holds_large_array(value):
-            return writer.gather(value)
         try:
             return writer.pack(value)
         except GatherInstead:

@@ -60,15 +60,6 @@ def bin_header(n: int) -> bytes:
     raise ValueError(f"bin of {n} bytes is too large for msgpack")
 
 
-def holds_large_array(value: dict[Any, Any]) -> bool:
-    """Whether a dict holds a large array at its top level, as observations do: then gathering at
-    once saves packing up to that array and raising."""
-    for item in value.values():
-        if type(item) is np.ndarray and item.nbytes >= GATHER_ARRAY_BYTES:
-            return True
-    return False
-
-
 Pack = Callable[[Any], bytes]
 """A msgpack packer's ``pack`` method."""
 ArrayParts = Callable[[np.ndarray[Any, Any]], "tuple[Any, ...] | None"]
