@@ -60,6 +60,18 @@ _values = st.recursive(
 QUICK = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+def _read_views(data: bytes, limits: DecodeLimits = codec.DEFAULT_LIMITS) -> Any:
+    """The one-pass reader's value, whatever the size and history of the message."""
+    return codec._read_views(data, limits)[0]
+
+
+def _decode_thrice(data: bytes) -> Any:
+    """Decode ``data`` until its layout has a skeleton (or is known to have none)."""
+    for _ in range(3):
+        value = decode(data)
+    return value
+
+
 def _arrays_in(value: Any) -> list[np.ndarray]:
     if isinstance(value, np.ndarray):
         return [value]
@@ -76,8 +88,8 @@ def test_random_values_match_upstream_bytes_and_decode_like_upstream(value: Any)
     data = encode(value)
     assert data == msgpack_numpy.packb(value)
     expected = msgpack_numpy.unpackb(data)
-    for _ in range(2):  # the second time may come from the skeleton of the first
-        decoded = decode(data)
+    # read once, read again leaving a skeleton, built from the skeleton; and the one-pass reader
+    for decoded in (decode(data), decode(data), decode(data), _read_views(data)):
         assert_strictly_equal(decoded, expected)
         for array in _arrays_in(decoded):
             assert not array.flags.writeable
@@ -98,7 +110,7 @@ def _observation() -> dict[str, Any]:
 @given(data=st.data())
 def test_messages_of_a_known_layout_decode_like_upstream_whatever_bytes_change(data: st.DataObject) -> None:
     message = bytearray(encode(_observation()))
-    decode(bytes(message))  # leaves the skeleton of this layout
+    _decode_thrice(bytes(message))  # leaves the skeleton of this layout
     for _ in range(data.draw(st.integers(1, 4))):
         position = data.draw(st.integers(0, len(message) - 1))
         message[position] = data.draw(st.integers(0, 255))
@@ -118,14 +130,14 @@ def test_a_skeleton_fills_in_new_array_data_and_floats() -> None:
     second["nested"]["list"][0] = float("nan")
     one, two = encode(first), encode(second)
     assert len(one) == len(two)
-    assert_strictly_equal(decode(one), msgpack_numpy.unpackb(one))
+    assert_strictly_equal(_decode_thrice(one), msgpack_numpy.unpackb(one))
     assert codec._SKELETONS[len(one)] is not None
     assert_strictly_equal(decode(two), msgpack_numpy.unpackb(two))
 
 
 def test_skeleton_values_are_fresh_containers() -> None:
     data = encode(_observation())
-    first = decode(data)
+    first = _decode_thrice(data)
     first["nested"]["list"].append("mine")
     first["extra"] = 1
     second = decode(data)
@@ -140,8 +152,8 @@ def test_skeleton_values_are_fresh_containers() -> None:
 ])
 def test_a_skeleton_never_bypasses_tighter_limits(limits: DecodeLimits) -> None:
     data = encode(_observation())
-    decode(data)
-    decode(data)
+    _decode_thrice(data)
+    assert codec._SKELETONS[len(data)] is not None
     with pytest.raises(ProtocolError, match="max_array_bytes|max_depth|at most 2 ints"):
         decode(data, limits)
 
@@ -150,14 +162,13 @@ def test_arrays_at_unaligned_offsets_come_back_aligned() -> None:
     for key in ("a", "ab", "abc", "abcd"):
         value = {key: np.arange(600, dtype="<f8"), "b": np.arange(3, dtype="<i4")}
         data = encode(value)
-        for _ in range(2):
-            decoded = decode(data)
+        for decoded in (decode(data), decode(data), decode(data), _read_views(data)):
             assert decoded[key].flags.aligned and decoded["b"].flags.aligned
             np.testing.assert_array_equal(decoded[key], value[key])
 
 
-def test_arrays_are_views_of_a_bytes_message_and_copies_of_anything_else() -> None:
-    data = encode({"image": np.zeros(5000, np.uint8)})
+def test_arrays_are_views_of_a_large_bytes_message_and_copies_of_anything_else() -> None:
+    data = encode({"image": np.zeros(codec.SMALL_MESSAGE_BYTES, np.uint8)})
     assert decode(data)["image"].base is data
     buffer = bytearray(data)
     array = decode(buffer)["image"]
@@ -221,23 +232,27 @@ _HUGE = [
 
 @pytest.mark.parametrize("data", _HUGE, ids=range(len(_HUGE)))
 def test_hostile_bytes_are_protocol_errors_without_allocating(data: bytes) -> None:
-    for padded in (data, data + bytes(16 * 1024)):
-        tracemalloc.start()
-        try:
-            with pytest.raises(ProtocolError):
-                decode(padded, DecodeLimits(max_depth=100))
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-        assert peak < 4 * len(padded) + 2**20
+    limits = DecodeLimits(max_depth=100)
+    for padded in (data, data + bytes(codec.SMALL_MESSAGE_BYTES)):
+        for reader in (decode, decode, _read_views):
+            tracemalloc.start()
+            try:
+                with pytest.raises(ProtocolError):
+                    reader(padded, limits)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert peak < 4 * len(padded) + 2**20
 
 
 def test_depth_beyond_what_python_can_recurse_is_a_protocol_error() -> None:
-    with pytest.raises(ProtocolError, match="nests"):
+    with pytest.raises(ProtocolError, match="nests|depth"):
         decode(b"\x91" * 5000 + b"\x00", DecodeLimits(max_depth=100_000))
+    with pytest.raises(ProtocolError, match="nests too deep"):
+        _read_views(b"\x91" * 5000 + b"\x00", DecodeLimits(max_depth=100_000))
 
 
 def test_ext_types_decode_as_msgpack_does() -> None:
     value = [msgpack.ExtType(5, b"abc"), msgpack.Timestamp(3, 7)]
     data = msgpack.packb(value)
-    assert decode(data) == msgpack.unpackb(data)
+    assert decode(data) == _read_views(data) == msgpack.unpackb(data)

@@ -30,7 +30,7 @@ import numpy as np
 
 from arena_adapters.errors import ProtocolError
 from arena_adapters.transport import DecodeLimits
-from arena_adapters_openpi.reader import read
+from arena_adapters_openpi.reader import Slot, read
 from arena_adapters_openpi.skeleton import MISS, Skeleton
 from arena_adapters_openpi.wire import GATHER_ARRAY_BYTES, GatherInstead, GatherWriter, bin_header
 
@@ -210,17 +210,24 @@ def _decode_map(node: dict[Any, Any], limits: DecodeLimits) -> Any:
     return node
 
 
-_SKELETONS: dict[int, Skeleton] = {}
-"""The skeleton of the last message of each length that had one."""
-_SKELETON_CACHE_SIZE = 64
+_SKELETONS: dict[int, Skeleton | None] = {}
+"""The skeleton of the last message of each length read twice; None where it had none."""
+_SEEN_ONCE: set[int] = set()
+"""The lengths of messages read once."""
+_LAYOUT_CACHE_SIZE = 64
+SMALL_MESSAGE_BYTES = 16 * 1024
+"""Messages below this size, unless their layout was seen before, are read by msgpack itself
+(bin copies cost little there, and msgpack's C walk less than this module's Python one)."""
 
 
 def decode(data: bytes | bytearray | memoryview | str, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
-    """Decode openpi wire bytes; arrays come back as read-only views of ``data`` (of a copy of it
-    when it is not ``bytes``): keep one and the whole message stays alive.
+    """Decode openpi wire bytes; arrays come back read-only, as views of ``data`` (of a copy of it
+    when it is not ``bytes``) where the message is large or its layout recurs: keeping one keeps
+    the whole message alive.
 
-    A message with the same layout as an earlier one (same length, same bytes except array data
-    and float64 values) is rebuilt from that one's :class:`~arena_adapters_openpi.skeleton.Skeleton`.
+    The second message of a length is read by :mod:`arena_adapters_openpi.reader` and leaves a
+    :class:`~arena_adapters_openpi.skeleton.Skeleton`: later messages with the same bytes except
+    array data and float64 values (an observation stream, a reply stream) are built from it.
 
     Raises:
         ProtocolError: the bytes are not msgpack, exceed ``limits``, or hold an unacceptable array.
@@ -229,20 +236,43 @@ def decode(data: bytes | bytearray | memoryview | str, limits: DecodeLimits = DE
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise ProtocolError(f"openpi message: expected binary data, got {type(data).__name__}")
         data = bytes(data)
-    if len(data) > limits.max_message_bytes:
-        limits.check_message(len(data), "openpi message")
-    skeleton = _SKELETONS.get(len(data))
-    if skeleton is not None:
+    size = len(data)
+    if size > limits.max_message_bytes:
+        limits.check_message(size, "openpi message")
+    skeleton = _SKELETONS.get(size, MISS)
+    if skeleton is not MISS:
+        if skeleton is None:
+            return _read_once(data, limits)
         value = skeleton.value_of(data, limits)
         if value is not MISS:
             return value
-    value, slots = read(data, limits, _checked_dtype, _decode_map)
-    skeleton = Skeleton.of(value, data, slots)
-    if skeleton is not None:
-        if len(_SKELETONS) >= _SKELETON_CACHE_SIZE:
-            _SKELETONS.clear()
-        _SKELETONS[len(data)] = skeleton
+    elif size not in _SEEN_ONCE:
+        if len(_SEEN_ONCE) >= _LAYOUT_CACHE_SIZE:
+            _SEEN_ONCE.clear()
+        _SEEN_ONCE.add(size)
+        return _read_once(data, limits)
+    value, slots = _read_views(data, limits)
+    if len(_SKELETONS) >= _LAYOUT_CACHE_SIZE:
+        _SKELETONS.clear()
+    _SKELETONS[size] = Skeleton.of(value, data, slots)
     return value
+
+
+def _read_views(data: bytes, limits: DecodeLimits) -> tuple[Any, list[Slot]]:
+    """The value of a message read in one pass, arrays as views of it, and its slots."""
+    return read(data, limits, _checked_dtype, _decode_map)
+
+
+def _read_once(data: bytes, limits: DecodeLimits) -> Any:
+    """A message read without leaving a skeleton: large ones with views, small ones by msgpack."""
+    if len(data) >= SMALL_MESSAGE_BYTES:
+        return _read_views(data, limits)[0]
+    try:
+        return msgpack.unpackb(data, object_hook=lambda node: _decode_map(node, limits), raw=False)
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+        raise ProtocolError(f"openpi message is not valid msgpack: {type(exc).__name__}: {exc}") from None
 
 
 def _excerpt(value: Any) -> str:

@@ -14,6 +14,7 @@ get a skeleton; lists and dicts are built afresh every time.
 from __future__ import annotations
 
 import struct
+from operator import methodcaller
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ MISS: Any = object()
 """What :meth:`Skeleton.value_of` returns for a message without that skeleton."""
 MAX_SLOTS = 1024
 """Messages with more arrays and floats than this get no skeleton."""
+_COPY = methodcaller("copy")
 _CONSTANT_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
 
 
@@ -134,7 +136,7 @@ class Skeleton:
             values.append(array)
         if self.floats is not None:
             values += self.floats(data)
-        values += [template.copy() for template in self.templates]
+        values += map(_COPY, self.templates)
         for container, where, part in self.fills:
             values[container][where] = values[part]
         return values[self.root]
