@@ -258,6 +258,13 @@ def decode(data: bytes | bytearray | memoryview | str, limits: DecodeLimits = DE
     return value
 
 
+def forget_layouts() -> None:
+    """Forget the message layouts seen so far (their skeletons): the next messages decode as if
+    they were the first of their kind. For benchmarks and tests; safe at any time."""
+    _SKELETONS.clear()
+    _SEEN_ONCE.clear()
+
+
 def _read_views(data: bytes, limits: DecodeLimits) -> tuple[Any, list[Slot]]:
     """The value of a message read in one pass, arrays as views of it, and its slots."""
     return read(data, limits, _checked_dtype, _decode_map)
