@@ -227,6 +227,8 @@ _HUGE = [
     b"\x91\xa2\xc3\x28",                                              # a str that is not UTF-8
     b"\x80\x00",                                                      # extra data after the value
     b"\xc1",                                                          # reserved byte
+    msgpack.packb({b"__ndarray__": True, b"data": b"", b"dtype": "|u1", b"shape": [2**32, 2**32, 0]}),
+    msgpack.packb({b"__ndarray__": True, b"data": b"", b"dtype": "<f4", b"shape": [2**63, 2**63, 0]}),
 ]
 
 

@@ -15,9 +15,10 @@ string and datetime dtypes, and only after the shape, the dtype and the byte cou
 against the core's :class:`~arena_adapters.transport.DecodeLimits`.
 
 Speed: a message with large arrays is written by :mod:`arena_adapters_openpi.wire` (array memory
-joined into the message, one copy in all) and read by :mod:`arena_adapters_openpi.reader` (arrays
-are views of the message, no copy). Small messages (replies, metadata) are msgpack's own work,
-which is faster for them.
+joined into the message, one copy in all), others by msgpack. A large message is read by
+:mod:`arena_adapters_openpi.reader` (arrays are views of the message, no copy), a small one by
+msgpack; from the second message of a layout on, messages are built from the layout's
+:mod:`~arena_adapters_openpi.skeleton` (see :func:`decode`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ REFUSED_KINDS = frozenset("VOc")
 """dtype kinds neither side accepts: structured/void, object, complex."""
 DECODABLE_KINDS = frozenset("biufSUmM")
 """dtype kinds the decoder builds arrays of."""
+
 
 class EncodeError(ProtocolError, TypeError):
     """A value cannot be written in the openpi wire format."""
@@ -210,8 +212,8 @@ def _decode_map(node: dict[Any, Any], limits: DecodeLimits) -> Any:
     return node
 
 
-_SKELETONS: dict[int, Skeleton | None] = {}
-"""The skeleton of the last message of each length read twice; None where it had none."""
+_SKELETONS: dict[int, Skeleton] = {}
+"""The skeleton of the last message of each length read with a view reader after the first."""
 _SEEN_ONCE: set[int] = set()
 """The lengths of messages read once."""
 _LAYOUT_CACHE_SIZE = 64
@@ -239,10 +241,8 @@ def decode(data: bytes | bytearray | memoryview | str, limits: DecodeLimits = DE
     size = len(data)
     if size > limits.max_message_bytes:
         limits.check_message(size, "openpi message")
-    skeleton = _SKELETONS.get(size, MISS)
-    if skeleton is not MISS:
-        if skeleton is None:
-            return _read_once(data, limits)
+    skeleton = _SKELETONS.get(size)
+    if skeleton is not None:
         value = skeleton.value_of(data, limits)
         if value is not MISS:
             return value
@@ -252,9 +252,14 @@ def decode(data: bytes | bytearray | memoryview | str, limits: DecodeLimits = DE
         _SEEN_ONCE.add(size)
         return _read_once(data, limits)
     value, slots = _read_views(data, limits)
-    if len(_SKELETONS) >= _LAYOUT_CACHE_SIZE:
-        _SKELETONS.clear()
-    _SKELETONS[size] = Skeleton.of(value, data, slots)
+    skeleton = Skeleton.of(value, data, slots)
+    if skeleton is None:  # start over: the next message of this length is read once again
+        _SKELETONS.pop(size, None)
+        _SEEN_ONCE.discard(size)
+    else:
+        if len(_SKELETONS) >= _LAYOUT_CACHE_SIZE:
+            _SKELETONS.clear()
+        _SKELETONS[size] = skeleton
     return value
 
 

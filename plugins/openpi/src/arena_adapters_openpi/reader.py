@@ -110,6 +110,8 @@ def read(data: bytes, limits: DecodeLimits, dtype_of: DtypeCheck, map_hook: MapH
         value, pos = _read(message, 0, 1)
     except RecursionError:
         raise ProtocolError("openpi message nests too deep to read") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # numpy refusing what the checks let through
+        raise ProtocolError(f"openpi message: unreadable value: {type(exc).__name__}: {exc}") from None
     if pos != message.end:
         raise Malformed(f"openpi message: {message.end - pos} bytes of extra data after the value")
     return value, message.slots
