@@ -258,3 +258,13 @@ def test_ext_types_decode_as_msgpack_does() -> None:
     value = [msgpack.ExtType(5, b"abc"), msgpack.Timestamp(3, 7)]
     data = msgpack.packb(value)
     assert decode(data) == _read_views(data) == msgpack.unpackb(data)
+
+
+def test_a_skeleton_counts_depth_as_the_reader_does() -> None:
+    data = encode({"a": {"b": np.float32(1.5), "x": np.zeros(3)}, "t": 0.5})  # the scalar's map is 3 deep
+    _decode_thrice(data)
+    assert codec._SKELETONS[len(data)] is not None
+    with pytest.raises(ProtocolError, match="max_depth=2"):
+        _read_views(data, DecodeLimits(max_depth=2))
+    with pytest.raises(ProtocolError, match="max_depth=2"):
+        decode(data, DecodeLimits(max_depth=2))

@@ -251,8 +251,8 @@ def decode(data: bytes | bytearray | memoryview | str, limits: DecodeLimits = DE
             _SEEN_ONCE.clear()
         _SEEN_ONCE.add(size)
         return _read_once(data, limits)
-    value, slots = _read_views(data, limits)
-    skeleton = Skeleton.of(value, data, slots)
+    value, slots, depth = _read_views(data, limits)
+    skeleton = Skeleton.of(value, data, slots, depth)
     if skeleton is None:  # start over: the next message of this length is read once again
         _SKELETONS.pop(size, None)
         _SEEN_ONCE.discard(size)
@@ -270,8 +270,8 @@ def forget_layouts() -> None:
     _SEEN_ONCE.clear()
 
 
-def _read_views(data: bytes, limits: DecodeLimits) -> tuple[Any, list[Slot]]:
-    """The value of a message read in one pass, arrays as views of it, and its slots."""
+def _read_views(data: bytes, limits: DecodeLimits) -> tuple[Any, list[Slot], int]:
+    """A message read in one pass, arrays as views of it (see :func:`~arena_adapters_openpi.reader.read`)."""
     return read(data, limits, _checked_dtype, _decode_map)
 
 

@@ -83,23 +83,27 @@ _TAILS: dict[bytes, Tail | None] = {}
 class _Message:
     """One message being read."""
 
-    __slots__ = ("data", "dtype_of", "end", "limits", "map_hook", "max_depth", "slots")
+    __slots__ = ("data", "deepest", "dtype_of", "end", "limits", "map_hook", "slots")
 
     def __init__(self, data: bytes, limits: DecodeLimits, dtype_of: DtypeCheck, map_hook: MapHook) -> None:
         self.data = data
         self.end = len(data)
         self.limits = limits
-        self.max_depth = limits.max_depth
         self.dtype_of = dtype_of
         self.map_hook = map_hook
+        self.deepest = 0
+        """The depth of the deepest container read."""
         self.slots: list[Slot] = []
         """The arrays read as views and the float64 values, in message order (less those that a
         map hook consumed)."""
 
 
-def read(data: bytes, limits: DecodeLimits, dtype_of: DtypeCheck, map_hook: MapHook) -> tuple[Any, list[Slot]]:
-    """The value of the msgpack message ``data`` (see the module docstring) and its slots: the
-    arrays read as views and the float64 values, in message order.
+def read(
+    data: bytes, limits: DecodeLimits, dtype_of: DtypeCheck, map_hook: MapHook
+) -> tuple[Any, list[Slot], int]:
+    """The value of the msgpack message ``data`` (see the module docstring), its slots (the arrays
+    read as views and the float64 values, in message order) and the depth of its deepest map or
+    array (array maps read as views are not counted).
 
     Raises:
         ProtocolError: not exactly one msgpack value, a map key that is not str or bin, nesting
@@ -114,7 +118,7 @@ def read(data: bytes, limits: DecodeLimits, dtype_of: DtypeCheck, map_hook: MapH
         raise ProtocolError(f"openpi message: unreadable value: {type(exc).__name__}: {exc}") from None
     if pos != message.end:
         raise Malformed(f"openpi message: {message.end - pos} bytes of extra data after the value")
-    return value, message.slots
+    return value, message.slots, message.deepest
 
 
 def _truncated(message: _Message, pos: int, what: str) -> Malformed:
@@ -187,8 +191,9 @@ def _str(message: _Message, pos: int, size: int) -> tuple[str, int]:
 
 
 def _list(message: _Message, pos: int, size: int, depth: int) -> tuple[list[Any], int]:
-    if depth > message.max_depth:
+    if depth > message.deepest:
         message.limits.check_depth(depth, "openpi message")
+        message.deepest = depth
     if size > message.end - pos:  # every item takes at least one byte
         raise _truncated(message, pos, f"an array of {size:,} items")
     items = []
@@ -200,8 +205,9 @@ def _list(message: _Message, pos: int, size: int, depth: int) -> tuple[list[Any]
 
 
 def _map(message: _Message, pos: int, size: int, depth: int) -> tuple[Any, int]:
-    if depth > message.max_depth:
+    if depth > message.deepest:
         message.limits.check_depth(depth, "openpi message")
+        message.deepest = depth
     end = message.end
     if size > (end - pos) // 2:  # every entry takes at least two bytes
         raise _truncated(message, pos, f"a map of {size:,} entries")

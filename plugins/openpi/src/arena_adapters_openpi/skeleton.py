@@ -5,7 +5,7 @@ and a server answers with the same reply layout; only array contents and timings
 :class:`Skeleton` records where those bytes lie in a message it was made from and everything
 else, byte for byte. Another message of the same length whose other bytes are all equal decodes
 to the same tree, with the arrays and floats read from its own bytes: that is what
-:meth:`Skeleton.build` returns, without walking the message again.
+:meth:`Skeleton.value_of` returns, without walking the message again.
 
 Only messages whose other leaves are immutable (str, bin, int, float, bool, None, numpy scalars)
 get a skeleton; lists and dicts are built afresh every time.
@@ -24,7 +24,6 @@ from arena_adapters_openpi.reader import Slot
 
 MAX_FIXED_BYTES = 16 * 1024
 """Messages with more bytes than this outside their arrays and floats get no skeleton."""
-
 MISS: Any = object()
 """What :meth:`Skeleton.value_of` returns for a message without that skeleton."""
 MAX_SLOTS = 1024
@@ -46,11 +45,10 @@ class _Walk:
         floats = [i for i, (_, _, tail) in enumerate(slots) if tail is None]
         self.number = {slot: n for n, slot in enumerate(arrays + floats)}
         self.matched = 0
-        self.depth = 0
         self.templates: list[dict[Any, Any] | list[Any]] = []
         self.fills: list[tuple[int, Any, int]] = []
 
-    def plan(self, value: Any, depth: int) -> int | None:
+    def plan(self, value: Any) -> int | None:
         """The number of ``value`` in the plan (a container or a slot), or None (no skeleton)."""
         kind = type(value)
         if kind is not dict and kind is not list:
@@ -58,14 +56,13 @@ class _Walk:
                 self.matched += 1
                 return self.number[self.matched - 1]
             return None
-        self.depth = max(self.depth, depth)
         template = value.copy()
         number = len(self.slots) + len(self.templates)
         self.templates.append(template)
         for where, item in value.items() if kind is dict else enumerate(value):
             if (type(item) in _CONSTANT_TYPES or isinstance(item, np.generic)) and not self._is_next_slot(item):
                 continue
-            part = self.plan(item, depth + 1)
+            part = self.plan(item)
             if part is None:
                 return None
             template[where] = None
@@ -82,7 +79,7 @@ class Skeleton:
     __slots__ = ("_limits_seen", "arrays", "depth", "fills", "fixed", "floats", "max_array_bytes", "max_ndim",
                  "root", "segments", "templates")
 
-    def __init__(self, data: bytes, slots: list[Slot], walk: _Walk, root: int) -> None:
+    def __init__(self, data: bytes, slots: list[Slot], walk: _Walk, root: int, depth: int) -> None:
         fixed, floats, start, end = ["<"], [">"], 0, 0
         for _, offset, tail in slots:
             size = 8 if tail is None else tail.nbytes
@@ -100,22 +97,22 @@ class Skeleton:
         self.templates = tuple(walk.templates)
         self.fills = tuple(walk.fills)
         self.root = root
-        self.depth = walk.depth
+        self.depth = depth
         self.max_ndim = max((len(tail.shape) for _, tail in self.arrays), default=0)
         self.max_array_bytes = max((tail.nbytes for _, tail in self.arrays), default=0)
         self._limits_seen: DecodeLimits | None = None
 
     @classmethod
-    def of(cls, value: Any, data: bytes, slots: list[Slot]) -> Skeleton | None:
-        """The skeleton of the message ``data``, which decoded to ``value`` with these ``slots``;
-        None where the message cannot have one."""
+    def of(cls, value: Any, data: bytes, slots: list[Slot], depth: int) -> Skeleton | None:
+        """The skeleton of the message ``data``, which decoded to ``value`` with these ``slots``
+        and nests maps and arrays ``depth`` deep; None where the message cannot have one."""
         if not slots or len(slots) > MAX_SLOTS:
             return None
         walk = _Walk(slots)
-        root = walk.plan(value, 1)
+        root = walk.plan(value)
         if root is None or walk.matched != len(slots):
             return None
-        skeleton = cls(data, slots, walk, root)
+        skeleton = cls(data, slots, walk, root, depth)
         return skeleton if sum(map(len, skeleton.segments)) <= MAX_FIXED_BYTES else None
 
     def value_of(self, data: bytes, limits: DecodeLimits) -> Any:
