@@ -4,7 +4,9 @@ Each plugin's codec is imported lazily; a plugin (or its upstream peer library) 
 installed is skipped. Before timing, ours and the baseline are checked to write the same bytes.
 
 - ``openpi``: the DROID observation openpi's example client sends (two 224x224x3 images, joints,
-  gripper, prompt; 301 KB) and its reply, vs ``openpi_client.msgpack_numpy``.
+  gripper, prompt; 301 KB) and its reply, vs ``openpi_client.msgpack_numpy``. Our decoder builds
+  a message whose layout it has seen before from that layout's skeleton, as in a real stream; the
+  "first of its layout" row shows the one-pass read without it.
 - ``gr00t``: the flat DROID ``get_action`` request (two 180x320x3 images per env) for 1 and 16 envs,
   vs the upstream serializer's work (``np.save`` per array inside msgpack, then ``np.load``),
   re-enacted here.
@@ -70,7 +72,7 @@ def droid_reply() -> dict[str, Any]:
 
 def openpi_rows(settings: BenchSettings) -> list[Row]:
     """openpi codec rows (raises ImportError when the plugin or openpi-client is missing)."""
-    from arena_adapters_openpi.codec import decode, encode
+    from arena_adapters_openpi.codec import decode, encode, forget_layouts
     from openpi_client import msgpack_numpy
 
     observation, reply = droid_observation(), droid_reply()
@@ -78,9 +80,16 @@ def openpi_rows(settings: BenchSettings) -> list[Row]:
     assert packed == msgpack_numpy.packb(observation), "openpi: codecs disagree on the observation bytes"
     assert packed_reply == msgpack_numpy.packb(reply), "openpi: codecs disagree on the reply bytes"
     packer = msgpack_numpy.Packer()
+
+    def decode_first(data: bytes) -> Any:
+        forget_layouts()
+        return decode(data)
+
     cases: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = [
         ("DROID observation pack", lambda: encode(observation), lambda: packer.pack(observation)),
         ("DROID observation unpack", lambda: decode(packed), lambda: msgpack_numpy.unpackb(packed)),
+        ("DROID observation unpack, first of its layout", lambda: decode_first(packed),
+         lambda: msgpack_numpy.unpackb(packed)),
         ("DROID observation pack+unpack", lambda: decode(encode(observation)),
          lambda: msgpack_numpy.unpackb(packer.pack(observation))),
         ("DROID reply pack+unpack", lambda: decode(encode(reply)),

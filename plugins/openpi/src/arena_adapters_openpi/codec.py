@@ -10,12 +10,15 @@ Byte-compatible with ``openpi_client.msgpack_numpy`` (see PROTOCOLS.md section 2
   plain float / str / bin;
 - object, complex and structured (void) dtypes are refused.
 
-Decoding never uses pickle: arrays are read-only, zero-copy views of the received bytes, built only
-for plain numeric, bool, string and datetime dtypes, and only after the shape, the dtype and the
-byte count were checked against the core's :class:`~arena_adapters.transport.DecodeLimits`.
+Decoding never uses pickle: arrays are read-only numpy arrays, built only for plain numeric, bool,
+string and datetime dtypes, and only after the shape, the dtype and the byte count were checked
+against the core's :class:`~arena_adapters.transport.DecodeLimits`.
 
-Speed: arrays are written straight from their memory into the message, one copy in all (see
-:mod:`arena_adapters_openpi.wire`); reading is msgpack's.
+Speed: a message with large arrays is written by :mod:`arena_adapters_openpi.wire` (array memory
+joined into the message, one copy in all), others by msgpack. A large message is read by
+:mod:`arena_adapters_openpi.reader` (arrays are views of the message, no copy), a small one by
+msgpack; from the second message of a layout on, messages are built from the layout's
+:mod:`~arena_adapters_openpi.skeleton` (see :func:`decode`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import numpy as np
 
 from arena_adapters.errors import ProtocolError
 from arena_adapters.transport import DecodeLimits
-from arena_adapters_openpi.wire import GatherWriter, bin_header
+from arena_adapters_openpi.reader import Slot, read
+from arena_adapters_openpi.skeleton import MISS, Skeleton
+from arena_adapters_openpi.wire import GATHER_ARRAY_BYTES, GatherInstead, GatherWriter, bin_header
 
 ARRAY_MARKER = b"__ndarray__"
 SCALAR_MARKER = b"__npgeneric__"
@@ -44,17 +49,15 @@ class EncodeError(ProtocolError, TypeError):
 
 DEFAULT_LIMITS = DecodeLimits()
 
+# ------------------------------------------------------------------------------------ encode
+
 
 def _encode_numpy(value: Any) -> Any:
+    """msgpack's ``default`` hook: the map msgpack_numpy writes for a numpy array or scalar."""
     if isinstance(value, np.ndarray):
         if value.dtype.kind in REFUSED_KINDS:
             raise EncodeError(f"cannot send arrays of dtype {value.dtype} (object/complex/structured are refused)")
-        if value.dtype.itemsize == 0 or value.dtype.hasobject:
-            data: Any = value.tobytes()
-        else:
-            flat = value.reshape(-1) if value.flags.c_contiguous else np.ascontiguousarray(value).reshape(-1)
-            data = flat.view(np.uint8).data
-        return {ARRAY_MARKER: True, b"data": data, b"dtype": value.dtype.str, b"shape": value.shape}
+        return {ARRAY_MARKER: True, b"data": value.tobytes(), b"dtype": value.dtype.str, b"shape": value.shape}
     if isinstance(value, np.generic):
         if value.dtype.kind in REFUSED_KINDS:
             raise EncodeError(f"cannot send scalars of dtype {value.dtype} (object/complex/structured are refused)")
@@ -65,53 +68,52 @@ def _encode_numpy(value: Any) -> Any:
     )
 
 
-_local = threading.local()
-
-
-def _packer() -> msgpack.Packer:
-    packer: msgpack.Packer | None = getattr(_local, "packer", None)
-    if packer is None:
-        packer = msgpack.Packer(default=_encode_numpy, use_bin_type=True)
-        _local.packer = packer
-    return packer
+def _encode_or_gather(value: Any) -> Any:
+    """:func:`_encode_numpy`, except that large arrays are left to the writer to gather."""
+    if type(value) is np.ndarray:
+        dtype = value.dtype
+        if dtype.kind not in REFUSED_KINDS:
+            if value.nbytes >= GATHER_ARRAY_BYTES:
+                raise GatherInstead
+            return {ARRAY_MARKER: True, b"data": value.tobytes(), b"dtype": dtype.str, b"shape": value.shape}
+    return _encode_numpy(value)
 
 
 _ARRAY_HEAD = msgpack.packb({ARRAY_MARKER: True, b"data": b""}, use_bin_type=True)[:-2].replace(b"\x82", b"\x84", 1)
-_FRAMES: dict[tuple[np.dtype[Any], tuple[int, ...]], tuple[bytes, bytes]] = {}
+_FRAMES: dict[tuple[np.dtype[Any], tuple[int, ...]], tuple[bytes, bytes, bool]] = {}
+"""Per dtype and shape: the bytes before an array's data, those after it, and whether the array
+itself can be joined (or needs a uint8 view: numpy exports no buffer of dates or str)."""
+_FRAME_CACHE_SIZE = 256
 _DIRECT_KINDS = frozenset("biuf")
 
 
-def _frame(dtype: np.dtype[Any], shape: tuple[int, ...], nbytes: int) -> tuple[bytes, bytes]:
-    """The bytes before an array's payload (map header, marker, ``data`` bin header) and after it
-    (``dtype`` and ``shape``), cached per dtype and shape."""
-    key = (dtype, shape)
-    frame = _FRAMES.get(key)
-    if frame is None:
-        tail = msgpack.packb({b"dtype": dtype.str, b"shape": shape}, use_bin_type=True)[1:]
-        frame = (_ARRAY_HEAD + bin_header(nbytes), tail)
-        if len(_FRAMES) < 256:
-            _FRAMES[key] = frame
-    return frame
-
-
-def _array_parts(value: np.ndarray[Any, Any]) -> list[Any] | None:
-    """The msgpack form of an array as parts (head, its memory as a buffer, tail), or ``None`` for
-    arrays the packer's ``default`` hook handles (refused dtypes, zero-size items)."""
-    dtype = value.dtype
-    if dtype.kind in REFUSED_KINDS or dtype.itemsize == 0 or dtype.hasobject:
-        return None
+def _array_parts(value: np.ndarray[Any, Any]) -> tuple[Any, ...] | None:
+    """The msgpack form of an array as parts (map head with the ``data`` bin header, the array's
+    memory, the ``dtype`` and ``shape`` entries), or ``None`` for arrays msgpack's ``default``
+    hook handles (refused dtypes)."""
+    try:
+        head, tail, direct = _FRAMES[value.dtype, value.shape]
+    except KeyError:
+        dtype = value.dtype
+        if dtype.kind in REFUSED_KINDS:
+            return None
+        tail = msgpack.packb({b"dtype": dtype.str, b"shape": value.shape}, use_bin_type=True)[1:]
+        head, direct = _ARRAY_HEAD + bin_header(value.nbytes), dtype.kind in _DIRECT_KINDS
+        if len(_FRAMES) >= _FRAME_CACHE_SIZE:
+            _FRAMES.clear()
+        _FRAMES[dtype, value.shape] = (head, tail, direct)
     if not value.flags.c_contiguous:
-        value = np.ascontiguousarray(value).reshape(value.shape)
-    head, tail = _frame(dtype, value.shape, value.nbytes)
-    payload = value if dtype.kind in _DIRECT_KINDS else value.reshape(-1).view(np.uint8)
-    return [head, payload, tail]
+        value = np.ascontiguousarray(value)
+    return head, value if direct else value.reshape(-1).view(np.uint8), tail
 
 
-def _writer() -> GatherWriter:
-    writer: GatherWriter | None = getattr(_local, "writer", None)
-    if writer is None:
-        writer = GatherWriter(_packer(), _array_parts)
-        _local.writer = writer
+_local = threading.local()
+
+
+def _new_writer() -> GatherWriter:
+    gathering = msgpack.Packer(default=_encode_or_gather, use_bin_type=True)
+    plain = msgpack.Packer(default=_encode_numpy, use_bin_type=True)
+    writer = _local.writer = GatherWriter(gathering.pack, plain.pack, _array_parts)
     return writer
 
 
@@ -121,22 +123,29 @@ def encode(value: Any) -> bytes:
     Raises:
         EncodeError: a value of an unsupported type or dtype.
     """
-    packer = _packer()
     try:
-        return _writer().write(value)
+        writer: GatherWriter = _local.writer
+    except AttributeError:
+        writer = _new_writer()
+    try:
+        try:
+            return writer.pack(value)
+        except GatherInstead:
+            return writer.gather(value)
     except EncodeError:
-        packer.reset()
         raise
     except (TypeError, ValueError, OverflowError) as exc:
-        packer.reset()
         raise EncodeError(f"cannot encode value for openpi: {exc}") from exc
 
+
+# ------------------------------------------------------------------------------------ decode
 
 _DTYPE_CACHE: dict[str | bytes, np.dtype[Any]] = {}
 _DTYPE_CACHE_SIZE = 256
 
 
 def _checked_dtype(text: Any, limits: DecodeLimits) -> np.dtype[Any]:
+    """The dtype an array or scalar map names, if the decoder builds that kind."""
     cached = _DTYPE_CACHE.get(text) if isinstance(text, (str, bytes)) else None
     if cached is not None:
         return cached
@@ -174,7 +183,7 @@ def _decode_array(node: dict[Any, Any], limits: DecodeLimits) -> np.ndarray[Any,
         )
     if expected > limits.max_array_bytes:
         raise ProtocolError(f"openpi array of {expected} bytes exceeds max_array_bytes={limits.max_array_bytes}")
-    return np.frombuffer(data, dtype).reshape(shape)
+    return np.ndarray(tuple(shape), dtype, data)
 
 
 def _decode_scalar(node: dict[Any, Any], limits: DecodeLimits) -> np.generic:
@@ -194,32 +203,84 @@ def _decode_scalar(node: dict[Any, Any], limits: DecodeLimits) -> np.generic:
         raise ProtocolError(f"openpi scalar: {data!r} is not a valid {dtype.str}: {exc}") from None
 
 
-def _object_hook(limits: DecodeLimits) -> Any:
-    def hook(node: dict[Any, Any]) -> Any:
-        if ARRAY_MARKER in node:
-            return _decode_array(node, limits)
-        if SCALAR_MARKER in node:
-            return _decode_scalar(node, limits)
-        return node
-
-    return hook
+def _decode_map(node: dict[Any, Any], limits: DecodeLimits) -> Any:
+    """The array or scalar a decoded map stands for, or the map itself."""
+    if ARRAY_MARKER in node:
+        return _decode_array(node, limits)
+    if SCALAR_MARKER in node:
+        return _decode_scalar(node, limits)
+    return node
 
 
-_DEFAULT_HOOK = _object_hook(DEFAULT_LIMITS)
+_SKELETONS: dict[int, Skeleton] = {}
+"""The skeleton of the last message of each length read with a view reader after the first."""
+_SEEN_ONCE: set[int] = set()
+"""The lengths of messages read once."""
+_LAYOUT_CACHE_SIZE = 64
+SMALL_MESSAGE_BYTES = 16 * 1024
+"""Messages below this size, unless their layout was seen before, are read by msgpack itself
+(bin copies cost little there, and msgpack's C walk less than this module's Python one)."""
 
 
 def decode(data: bytes | bytearray | memoryview | str, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
-    """Decode openpi wire bytes; arrays come back as read-only numpy views of ``data``.
+    """Decode openpi wire bytes; arrays come back read-only, as views of ``data`` (of a copy of it
+    when it is not ``bytes``) where the message is large or its layout recurs: keeping one keeps
+    the whole message alive.
+
+    The second message of a length is read by :mod:`arena_adapters_openpi.reader` and leaves a
+    :class:`~arena_adapters_openpi.skeleton.Skeleton`: later messages with the same bytes except
+    array data and float64 values (an observation stream, a reply stream) are built from it.
 
     Raises:
         ProtocolError: the bytes are not msgpack, exceed ``limits``, or hold an unacceptable array.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ProtocolError(f"openpi message: expected binary data, got {type(data).__name__}")
-    limits.check_message(len(data), "openpi message")
-    hook = _DEFAULT_HOOK if limits is DEFAULT_LIMITS else _object_hook(limits)
+    if type(data) is not bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ProtocolError(f"openpi message: expected binary data, got {type(data).__name__}")
+        data = bytes(data)
+    size = len(data)
+    if size > limits.max_message_bytes:
+        limits.check_message(size, "openpi message")
+    skeleton = _SKELETONS.get(size)
+    if skeleton is not None:
+        value = skeleton.value_of(data, limits)
+        if value is not MISS:
+            return value
+    elif size not in _SEEN_ONCE:
+        if len(_SEEN_ONCE) >= _LAYOUT_CACHE_SIZE:
+            _SEEN_ONCE.clear()
+        _SEEN_ONCE.add(size)
+        return _read_once(data, limits)
+    value, slots, depth = _read_views(data, limits)
+    skeleton = Skeleton.of(value, data, slots, depth)
+    if skeleton is None:  # start over: the next message of this length is read once again
+        _SKELETONS.pop(size, None)
+        _SEEN_ONCE.discard(size)
+    else:
+        if len(_SKELETONS) >= _LAYOUT_CACHE_SIZE:
+            _SKELETONS.clear()
+        _SKELETONS[size] = skeleton
+    return value
+
+
+def forget_layouts() -> None:
+    """Forget the message layouts seen so far (their skeletons): the next messages decode as if
+    they were the first of their kind. For benchmarks and tests; safe at any time."""
+    _SKELETONS.clear()
+    _SEEN_ONCE.clear()
+
+
+def _read_views(data: bytes, limits: DecodeLimits) -> tuple[Any, list[Slot], int]:
+    """A message read in one pass, arrays as views of it (see :func:`~arena_adapters_openpi.reader.read`)."""
+    return read(data, limits, _checked_dtype, _decode_map)
+
+
+def _read_once(data: bytes, limits: DecodeLimits) -> Any:
+    """A message read without leaving a skeleton: large ones with views, small ones by msgpack."""
+    if len(data) >= SMALL_MESSAGE_BYTES:
+        return _read_views(data, limits)[0]
     try:
-        return msgpack.unpackb(data, object_hook=hook, raw=False)
+        return msgpack.unpackb(data, object_hook=lambda node: _decode_map(node, limits), raw=False)
     except ProtocolError:
         raise
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:

@@ -1,11 +1,15 @@
-"""A msgpack writer that gathers array memory into the message with one copy.
+"""A msgpack writer that gathers large arrays' memory into the message with one copy.
 
 ``msgpack.Packer`` with a ``default`` hook copies every array three times: ``tobytes()`` in the
-hook, into the packer's buffer, and from the buffer into the returned ``bytes``. Here the msgpack
-headers are written as small ``bytes`` and the arrays' own memory is joined with them in a single
-copy. The bytes are msgpack's: everything that is not a dict, list, tuple or large array is packed
-by the given msgpack packer, and array maps come from a caller's function that writes exactly what
-the ``default`` hook would have produced.
+hook, into the packer's buffer, and from the buffer into the returned ``bytes``. Values without
+large arrays are still best packed by msgpack in one call; for the others, the msgpack headers are
+written as small ``bytes`` and the arrays' own memory is joined with them in a single copy.
+
+The bytes are msgpack's: every subtree without large arrays is packed by the given msgpack packer,
+and array maps come from a caller's function that writes exactly what the ``default`` hook would.
+How does the writer know where the large arrays are without walking the value first? The packer's
+``default`` hook raises :class:`GatherInstead` when it meets one, and the writer then gathers that
+subtree itself.
 """
 
 from __future__ import annotations
@@ -13,14 +17,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
 import numpy as np
 
-LARGE_ARRAY_BYTES = 4096
-"""Arrays from this size on are written from their own memory; values without such arrays are
-packed by msgpack in one call, which is faster for small data."""
-MAX_WALK_DEPTH = 16
-"""Deeper subtrees are packed by msgpack itself."""
+GATHER_ARRAY_BYTES = 4096
+"""Arrays from this size on are worth gathering; msgpack's copies of smaller ones cost less."""
+MAX_GATHER_DEPTH = 16
+"""Subtrees deeper than this are packed by msgpack even when they hold large arrays."""
+
+
+class GatherInstead(Exception):
+    """Raised by a packer's ``default`` hook for an array the writer should gather itself."""
 
 
 def _sized(small: int, fixed_bits: int, codes: tuple[int, int], n: int) -> bytes:
@@ -54,81 +60,93 @@ def bin_header(n: int) -> bytes:
     raise ValueError(f"bin of {n} bytes is too large for msgpack")
 
 
-def has_large_array(value: Any, depth: int = 0) -> bool:
-    """Whether ``value`` holds an ``np.ndarray`` of at least :data:`LARGE_ARRAY_BYTES` in a plain
-    dict/list/tuple tree (up to :data:`MAX_WALK_DEPTH`)."""
-    kind = type(value)
-    if kind is np.ndarray:
-        return bool(value.nbytes >= LARGE_ARRAY_BYTES)
-    if kind is dict:
-        items = value.values()
-    elif kind is list or kind is tuple:
-        items = value
-    else:
-        return False
-    if depth >= MAX_WALK_DEPTH:
-        return False
-    for item in items:
-        item_kind = type(item)
-        if item_kind is np.ndarray:
-            if item.nbytes >= LARGE_ARRAY_BYTES:
-                return True
-        elif (item_kind is dict or item_kind is list or item_kind is tuple) and has_large_array(item, depth + 1):
-            return True
-    return False
-
-
-ArrayParts = Callable[[np.ndarray[Any, Any]], "list[Any] | None"]
+Pack = Callable[[Any], bytes]
+"""A msgpack packer's ``pack`` method."""
+ArrayParts = Callable[[np.ndarray[Any, Any]], "tuple[Any, ...] | None"]
 """``array_parts(array)``: the array's whole msgpack form as parts (headers as bytes, the payload as
 a buffer), or ``None`` to let the packer (and its ``default`` hook) write it."""
 
 
 class GatherWriter:
-    """Writes values as msgpack: headers and array memory gathered, then joined once.
+    """Writes values as msgpack: whole by the packer, or as gathered parts joined once.
 
     Args:
-        packer: packs everything else (``use_bin_type=True``, with the ``default`` hook for numpy).
+        gathering: packs a value, or raises :class:`GatherInstead` from its ``default`` hook when the
+            value holds an array worth gathering; it must leave its buffer empty when it raises.
+        plain: packs a value whole, never raising :class:`GatherInstead` (for deep subtrees).
         array_parts: see :data:`ArrayParts`.
     """
 
-    def __init__(self, packer: msgpack.Packer, array_parts: ArrayParts) -> None:
-        self._packer = packer
+    def __init__(self, gathering: Pack, plain: Pack, array_parts: ArrayParts) -> None:
+        self.pack = gathering
+        """Packs a value whole, or raises :class:`GatherInstead`: then call :meth:`gather`."""
+        self._gathering = gathering
+        self._plain = plain
         self._array_parts = array_parts
         self._keys: dict[str, bytes] = {}
 
     def write(self, value: Any) -> bytes:
         """The msgpack bytes of ``value``."""
-        if not has_large_array(value):
-            return self._packer.pack(value)  # type: ignore[no-any-return]
+        try:
+            return self.pack(value)
+        except GatherInstead:
+            return self.gather(value)
+
+    def gather(self, value: Any) -> bytes:
+        """The msgpack bytes of ``value``, its large arrays gathered from their own memory."""
         parts: list[Any] = []
-        self._write(value, parts, 0)
+        self._item(value, parts, 0)
         return b"".join(parts)
 
-    def _write(self, value: Any, parts: list[Any], depth: int) -> None:
-        kind = type(value)
+    def _item(self, item: Any, parts: list[Any], depth: int) -> None:
+        kind = type(item)
         if kind is np.ndarray:
-            array_parts = self._array_parts(value)
-            if array_parts is not None:
-                parts += array_parts
+            array_parts = self._array_parts(item)
+            parts += array_parts if array_parts is not None else (self._gathering(item),)
+        elif kind is dict or kind is list or kind is tuple:
+            if depth >= MAX_GATHER_DEPTH:
+                parts.append(self._plain(item))
                 return
-        elif depth < MAX_WALK_DEPTH and (kind is dict or kind is list or kind is tuple) and has_large_array(value):
-            if kind is dict:
-                parts.append(map_header(len(value)))
-                for key, item in value.items():
-                    if type(key) is str:
-                        parts.append(self._keys.get(key) or self._key(key))
-                    else:
-                        parts.append(self._packer.pack(key))
-                    self._write(item, parts, depth + 1)
-            else:
-                parts.append(array_header(len(value)))
-                for item in value:
-                    self._write(item, parts, depth + 1)
-            return
-        parts.append(self._packer.pack(value))
+            if depth:
+                try:
+                    parts.append(self._gathering(item))
+                    return
+                except GatherInstead:
+                    pass
+            self._gather(item, parts, depth)
+        else:
+            parts.append(self._gathering(item))
 
-    def _key(self, key: str) -> bytes:
-        packed: bytes = self._packer.pack(key)
-        if len(self._keys) < 1024:
+    def _gather(self, value: dict[Any, Any] | list[Any] | tuple[Any, ...], parts: list[Any], depth: int) -> None:
+        if type(value) is dict:
+            parts.append(map_header(len(value)))
+            keys = self._keys
+            items: Any = value.items()
+        else:
+            parts.append(array_header(len(value)))
+            keys = None
+            items = ((None, item) for item in value)
+        array_parts, gathering = self._array_parts, self._gathering
+        depth += 1
+        for key, item in items:
+            if keys is not None:
+                packed = keys.get(key) if type(key) is str else None
+                parts.append(packed if packed is not None else self._key(key))
+            kind = type(item)
+            if kind is np.ndarray:
+                found = array_parts(item)
+                if found is not None:
+                    parts += found
+                    continue
+            elif kind is dict or kind is list or kind is tuple:
+                self._item(item, parts, depth)
+                continue
+            parts.append(gathering(item))
+
+    def _key(self, key: Any) -> bytes:
+        packed = self._plain(key)
+        if type(key) is str:
+            if len(self._keys) >= 1024:
+                self._keys.clear()
             self._keys[key] = packed
         return packed
