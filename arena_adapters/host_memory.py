@@ -11,6 +11,7 @@ Buffers are never reused across queries: a request may still be in flight when t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,13 +32,20 @@ _NUMPY_DTYPES: dict[torch.dtype, type[np.generic]] = {
 }
 
 
+NUMPY_ALLOCATION_BYTES = 1 << 20
+"""Buffers of at least this size are allocated by numpy; smaller ones come from torch's heap, where
+freed pages are reused and nothing is gained."""
+
+
 def empty(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised contiguous CPU tensor whose memory numpy allocated (see the module
-    docstring); a plain ``torch.empty`` for dtypes numpy lacks (bfloat16, complex)."""
+    """An uninitialised contiguous CPU tensor; numpy allocates it when it holds
+    :data:`NUMPY_ALLOCATION_BYTES` or more (see the module docstring) and numpy has the dtype
+    (not bfloat16 or complex)."""
+    shape = tuple(shape)
     numpy_dtype = _NUMPY_DTYPES.get(dtype)
-    if numpy_dtype is None:
-        return torch.empty(tuple(shape), dtype=dtype)
-    return torch.from_numpy(np.empty(tuple(shape), dtype=numpy_dtype))
+    if numpy_dtype is None or math.prod(shape) * dtype.itemsize < NUMPY_ALLOCATION_BYTES:
+        return torch.empty(shape, dtype=dtype)
+    return torch.from_numpy(np.empty(shape, dtype=numpy_dtype))
 
 
 def to_host(tensors: Sequence[torch.Tensor]) -> list[NDArray[Any]]:
@@ -47,6 +55,8 @@ def to_host(tensors: Sequence[torch.Tensor]) -> list[NDArray[Any]]:
     are copied once each, asynchronously into pinned memory from torch's caching host allocator,
     with one synchronisation per device for all of them. Other devices copy synchronously.
     """
+    if all(t.device.type == "cpu" and not t.requires_grad and t.is_contiguous() for t in tensors):
+        return [tensor.numpy() for tensor in tensors]
     host: list[torch.Tensor] = []
     synchronise: set[torch.device] = set()
     for tensor in tensors:

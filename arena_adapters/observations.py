@@ -100,16 +100,19 @@ def require_batch(value: torch.Tensor, key: str, num_envs: int) -> None:
 def select_rows(value: torch.Tensor, query: Query) -> torch.Tensor:
     """The rows of the queried envs (no copy when every env is queried).
 
-    On the CPU the rows are gathered into memory from :func:`arena_adapters.host_memory.empty`,
-    which is several times cheaper to fill than a fresh torch allocation for camera batches.
+    On the CPU, rows of :data:`~arena_adapters.host_memory.NUMPY_ALLOCATION_BYTES` or more are
+    gathered into memory from :func:`arena_adapters.host_memory.empty`, which is several times
+    cheaper to fill than a fresh torch allocation for camera batches.
     """
     if query.is_all_envs:
         return value
-    rows = query.env_ids.to(value.device)
-    if value.device.type != "cpu" or value.requires_grad:
-        return value.index_select(0, rows)
-    out = host_memory.empty((len(rows), *value.shape[1:]), value.dtype)
-    return torch.index_select(value, 0, rows, out=out)
+    device = value.device
+    rows = query.env_ids.to(device)
+    if (device.type == "cpu" and value.nbytes * query.size >= host_memory.NUMPY_ALLOCATION_BYTES * query.num_envs
+            and not value.requires_grad):
+        out = host_memory.empty((query.size, *value.shape[1:]), value.dtype)
+        return torch.index_select(value, 0, rows, out=out)
+    return value.index_select(0, rows)
 
 
 def batch_size_and_device(observation: Observation) -> tuple[int, torch.device]:
