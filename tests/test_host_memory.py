@@ -17,19 +17,22 @@ def make_query(num_envs: int, env_ids: list[int], device: str = "cpu") -> Query:
                  num_envs=num_envs)
 
 
+@pytest.mark.parametrize("shape", [(3, 4, 5), (4, 512, 1024)])
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.float64, torch.bool, torch.bfloat16])
-def test_empty_is_a_contiguous_cpu_tensor_of_the_dtype(dtype: torch.dtype) -> None:
-    buffer = host_memory.empty((3, 4, 5), dtype)
-    assert buffer.shape == (3, 4, 5) and buffer.dtype == dtype and buffer.is_contiguous()
+def test_empty_is_a_contiguous_cpu_tensor_of_the_dtype(shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    buffer = host_memory.empty(shape, dtype)
+    assert buffer.shape == shape and buffer.dtype == dtype and buffer.is_contiguous()
     assert buffer.device.type == "cpu"
+    buffer.fill_(1)
+    assert bool((buffer == 1).all())
 
 
 def test_selected_rows_equal_index_select_in_env_order() -> None:
     generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (9, 18, 32, 3), generator=generator, dtype=torch.uint8)
+    images = torch.randint(0, 256, (9, 360, 640, 3), generator=generator, dtype=torch.uint8)  # 2.8 MB queried
     state = torch.randn(9, 7, generator=generator)
     query = make_query(9, [0, 4, 5, 8])
-    for value in (images, state, images[..., :2], images.permute(0, 2, 1, 3)):
+    for value in (images, state, images[..., :2], images.permute(0, 2, 1, 3), images[:, :8, :8]):
         rows = select_rows(value, query)
         torch.testing.assert_close(rows, value.index_select(0, query.env_ids), rtol=0, atol=0)
     assert select_rows(images, make_query(9, list(range(9)))) is images
