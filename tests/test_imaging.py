@@ -36,11 +36,24 @@ def _scene(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     ("in_size", "out_size"),
     [((480, 640), (224, 224)), ((720, 1280), (180, 320)), ((180, 320), (224, 224)), ((100, 90), (224, 224)), ((224, 300), (224, 224))],
 )
-def test_matches_pil_within_one_level(in_size: tuple[int, int], out_size: tuple[int, int]) -> None:
+def test_uint8_matches_pil_but_for_a_few_values_within_one_level(in_size: tuple[int, int],
+                                                                 out_size: tuple[int, int]) -> None:
     rng = np.random.default_rng(sum(in_size))
     images = np.stack([_scene(rng, *in_size) for _ in range(3)])
     ours = resize_with_pad(torch.from_numpy(images), *out_size).numpy()
     assert ours.shape == (3, *out_size, 3) and ours.dtype == np.uint8
+    for ours_one, image in zip(ours, images, strict=True):
+        difference = np.abs(ours_one.astype(int) - _pil_resize_with_pad(image, *out_size).astype(int))
+        assert difference.max() <= 1
+        assert np.count_nonzero(difference) <= 0.02 * difference.size  # the float path: 8-25 %
+
+
+@pytest.mark.parametrize(("in_size", "out_size"), [((480, 640), (224, 224)), ((180, 320), (224, 224))])
+def test_the_float_path_of_other_devices_matches_pil_within_one_level(in_size: tuple[int, int],
+                                                                       out_size: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(in_size))
+    images = np.stack([_scene(rng, *in_size) for _ in range(3)])
+    ours = resize_with_pad(torch.from_numpy(images).double(), *out_size).round().to(torch.uint8).numpy()
     for ours_one, image in zip(ours, images, strict=True):
         difference = np.abs(ours_one.astype(int) - _pil_resize_with_pad(image, *out_size).astype(int))
         assert difference.max() <= 1

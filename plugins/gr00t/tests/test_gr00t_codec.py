@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import json
 from typing import Any
+from unittest import mock
 
 import msgpack
 import numpy as np
 import pytest
-from arena_adapters_gr00t.codec import CodecError, decode, encode
+from arena_adapters_gr00t import codec
+from arena_adapters_gr00t.codec import FRAME_BUFFER_BYTES, CodecError, decode, encode, encode_frame
 from arena_adapters_gr00t.modality import MARKER_N16, MARKER_N17, ActionConfig, ModalityConfig
 from arena_adapters_gr00t.npy import NpyError, from_npy, to_npy
 from hypothesis import given, settings
@@ -58,6 +60,31 @@ trees = st.recursive(
 @given(trees)
 def test_encode_is_byte_identical_to_the_upstream_way(value: Any) -> None:
     assert encode(value) == upstream_way(value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(trees)
+def test_frames_assembled_in_one_buffer_have_the_upstream_bytes(value: Any) -> None:
+    with mock.patch.object(codec, "FRAME_BUFFER_BYTES", 0):
+        frame = encode_frame(value)
+    assert isinstance(frame, memoryview) and frame.readonly
+    assert bytes(frame) == upstream_way(value)
+
+
+@pytest.mark.parametrize("arrays", ["npy", "nd"])
+def test_a_camera_batch_frame_is_one_buffer_with_the_bytes_of_encode(arrays: str) -> None:
+    rng = np.random.default_rng(0)
+    request = {"endpoint": "get_action", "data": {"observation": {
+        "video.exterior_image_1_left": rng.integers(0, 256, (12, 1, 180, 320, 3), dtype=np.uint8),
+        "state.joint_position": rng.random((12, 1, 7), dtype=np.float32),
+        "state.fortran": np.asfortranarray(rng.random((40, 30))),
+        "annotation.language.language_instruction": ["reach"] * 12}}}
+    frame = encode_frame(request, arrays=arrays)
+    assert isinstance(frame, memoryview) and len(frame) >= FRAME_BUFFER_BYTES
+    assert bytes(frame) == encode(request, arrays=arrays)
+    if arrays == "npy":
+        assert bytes(frame) == upstream_way(request)
+    assert type(encode_frame({"x": np.zeros(3)}, arrays=arrays)) is bytes  # small frames: plain bytes
 
 
 @settings(max_examples=100, deadline=None)

@@ -14,7 +14,8 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-from arena_adapters_gr00t.codec import decode, encode
+from arena_adapters_gr00t import protocol
+from arena_adapters_gr00t.codec import FRAME_BUFFER_BYTES, decode, encode
 from arena_adapters_gr00t.modality import ModalityConfig
 from arena_adapters_gr00t.server import ReferenceServer
 from arena_adapters_gr00t.transport import Gr00tTransport
@@ -164,6 +165,37 @@ def raw_server(free_port: int, reply: bytes) -> threading.Thread:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     return thread
+
+
+def test_a_camera_batch_request_reaches_the_server_byte_for_byte(free_port: int,
+                                                                 transports: Callable[..., Gr00tTransport]) -> None:
+    observation = flat_observation(4)
+    rng = np.random.default_rng(0)
+    for key in ("video.exterior_image_1_left", "video.wrist_image_left"):
+        observation[key] = rng.integers(0, 256, (4, 1, 180, 320, 3), dtype=np.uint8)
+    body = protocol.request(protocol.GET_ACTION, protocol.get_action_data(observation, None, protocol.N16),
+                            with_data=True, api_token=None)
+    expected = encode(body)
+    assert len(expected) >= FRAME_BUFFER_BYTES  # sent from one numpy-allocated buffer, without a copy
+    received: list[bytes] = []
+
+    def serve() -> None:
+        context = zmq.Context()
+        sock = context.socket(zmq.REP)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(f"tcp://127.0.0.1:{free_port}")
+        if sock.poll(5000):
+            received.append(sock.recv())
+            sock.send(encode([{"action.joint_position": np.ones((4, 32, 7), np.float32)}, {}]))
+        sock.close(linger=0)
+        context.term()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    action = transports(f"tcp://127.0.0.1:{free_port}", timeout=5, array_encoding="npy").infer(observation)
+    thread.join(5)
+    assert received == [expected]
+    np.testing.assert_array_equal(action["action.joint_position"], np.ones((4, 32, 7), np.float32))
 
 
 @pytest.mark.parametrize(("reply", "error"), [

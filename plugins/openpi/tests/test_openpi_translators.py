@@ -57,7 +57,8 @@ def test_only_queried_rows_are_sent_in_env_order() -> None:
 
 
 @pytest.mark.parametrize(("height", "width"), [(180, 320), (480, 640), (100, 100), (224, 224), (300, 200), (7, 500)])
-def test_resize_with_pad_matches_openpi_image_tools_within_one_level(height: int, width: int) -> None:
+def test_resize_with_pad_matches_openpi_image_tools_but_for_a_few_values_within_one_level(height: int,
+                                                                                        width: int) -> None:
     generator = torch.Generator().manual_seed(height * 1000 + width)
     noise = torch.randint(0, 256, (2, height, width, 3), generator=generator, dtype=torch.uint8)
     ramp = torch.arange(height * width * 3).reshape(1, height, width, 3).remainder(256).to(torch.uint8)
@@ -67,8 +68,9 @@ def test_resize_with_pad_matches_openpi_image_tools_within_one_level(height: int
     requests = OpenpiObservations().translate(obs, make_query(3))
     reference = upstream_resized(images)
     for env, request in enumerate(requests):
-        ours = request["observation/exterior_image_1_left"].astype(int)
-        assert np.abs(ours - reference[env].astype(int)).max() <= 1
+        difference = np.abs(request["observation/exterior_image_1_left"].astype(int) - reference[env].astype(int))
+        assert difference.max() <= 1
+        assert np.count_nonzero(difference) <= 0.02 * difference.size  # the float path: 8-25 %
 
 
 def test_rgba_and_float_cameras_are_accepted() -> None:

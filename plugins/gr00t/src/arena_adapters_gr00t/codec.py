@@ -268,6 +268,51 @@ def encode(obj: Any, *, arrays: str = NPY) -> bytes:
     return b"".join(encoder.out)
 
 
+FRAME_BUFFER_BYTES = 1 << 20
+"""Frames of at least this size are assembled by :func:`encode_frame` in numpy-allocated memory."""
+
+
+def encode_frame(obj: Any, *, arrays: str = NPY) -> bytes | memoryview:
+    """:func:`encode`'s bytes, for sending: a frame of :data:`FRAME_BUFFER_BYTES` or more is assembled
+    in one numpy-allocated buffer and returned as a read-only memoryview of it.
+
+    The content is the same; only the memory differs. Filling a fresh ``bytes`` of a large camera
+    batch costs a page fault per 4 KiB page, numpy's allocation gets huge pages where the kernel
+    grants them (see :mod:`arena_adapters.host_memory`): about 4x less for a 40 MB request. The
+    buffer is never reused, so a zero-copy send may hold on to it.
+
+    Raises:
+        TypeError, CodecError: as :func:`encode`.
+    """
+    encoder = _Encoder(arrays)
+    encoder.write(obj)
+    segments = encoder.out
+    total = sum(len(segment) for segment in segments)
+    if total < FRAME_BUFFER_BYTES:
+        return b"".join(segments)
+    frame = np.empty(total, dtype=np.uint8)
+    position = 0
+    pending: list[bytes] = []
+    for segment in segments:
+        if type(segment) is bytes:
+            pending.append(segment)
+            continue
+        if pending:
+            position = _put(frame, position, b"".join(pending))
+            pending.clear()
+        position = _put(frame, position, segment)
+    if pending:
+        position = _put(frame, position, b"".join(pending))
+    return frame.data.toreadonly()
+
+
+def _put(frame: NDArray[np.uint8], position: int, segment: Any) -> int:
+    data = np.frombuffer(segment, dtype=np.uint8)
+    end = position + data.size
+    frame[position:end] = data
+    return end
+
+
 # --------------------------------------------------------------------------------------- decoding
 
 _ND_FIELDS = (b"nd", b"type", b"kind", b"shape", b"data")

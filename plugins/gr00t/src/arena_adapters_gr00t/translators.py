@@ -18,6 +18,7 @@ import torch
 from numpy.typing import NDArray
 
 from arena_adapters.errors import ActionError, ConfigError, ObservationError
+from arena_adapters.host_memory import to_host
 from arena_adapters.imaging import resize_with_pad
 from arena_adapters.layouts import ActionLayout, ControlMode
 from arena_adapters.observations import describe, lookup, require_batch, require_tensor, select_rows
@@ -37,16 +38,6 @@ def _server_configs(transport: Any) -> dict[str, Any]:
 def _check_version(spec: EmbodimentSpec, transport: Any) -> None:
     if getattr(transport, "protocol_version", protocol.N16) == protocol.N15 and spec.format != protocol.FLAT:
         raise ConfigError("GR00T N1.5 servers take flat observations: use format='flat'")
-
-
-def to_host(tensors: Sequence[torch.Tensor]) -> list[NDArray[Any]]:
-    """Contiguous host numpy arrays of ``tensors``, with one device synchronisation in all."""
-    if all(t.device.type == "cpu" for t in tensors):
-        return [t.contiguous().numpy() for t in tensors]
-    host = [t.contiguous().to("cpu", non_blocking=True) for t in tensors]
-    for device in {t.device for t in tensors if t.device.type == "cuda"}:
-        torch.cuda.current_stream(device).synchronize()
-    return [t.numpy() for t in host]
 
 
 class Gr00tObservations:

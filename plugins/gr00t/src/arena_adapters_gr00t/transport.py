@@ -47,7 +47,7 @@ from arena_adapters.parts import Health
 from arena_adapters.transport import ClientTransport, Deadline, DecodeLimits, RetryPolicy
 from arena_adapters.transport.limits import MiB
 from arena_adapters_gr00t import protocol
-from arena_adapters_gr00t.codec import ARRAY_ENCODINGS, ND, NPY, CodecError, decode, encode
+from arena_adapters_gr00t.codec import ARRAY_ENCODINGS, ND, NPY, CodecError, decode, encode_frame
 from arena_adapters_gr00t.modality import MARKER_N16, MARKER_N17, ModalityConfig, as_modality_configs
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,9 @@ class ZmqConnection:
 
     def _exchange(self, payload: Any, deadline: Deadline) -> bytes:
         try:
-            self._socket.send(payload, zmq.NOBLOCK)
+            # zero-copy for large frames (pyzmq copies those under its copy_threshold): the payload is
+            # never written to again, and ZeroMQ keeps a reference until it has sent it
+            self._socket.send(payload, zmq.NOBLOCK, copy=False)
         except zmq.Again:
             raise TransportTimeout("the GR00T server did not take the request (send queue full)") from None
         except zmq.ZMQError as exc:
@@ -212,10 +214,10 @@ class Gr00tTransport(ClientTransport):
         """A REQ socket connected (in the background) to the endpoint."""
         return ZmqConnection(self.endpoint.url, self.limits.max_message_bytes)
 
-    def encode(self, message: Any) -> bytes:
-        """``(request_map, array_encoding)`` -> one frame."""
+    def encode(self, message: Any) -> bytes | memoryview:
+        """``(request_map, array_encoding)`` -> one frame (see :func:`~arena_adapters_gr00t.codec.encode_frame`)."""
         body, arrays = message
-        return encode(body, arrays=arrays)
+        return encode_frame(body, arrays=arrays)
 
     def decode(self, data: bytes) -> Any:
         """One reply frame -> the message; ``{"error": ...}`` and ``b"ERROR"`` raise ServerError."""

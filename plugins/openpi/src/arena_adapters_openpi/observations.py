@@ -4,7 +4,8 @@ The translator reads the layout of the configured embodiment (DROID by default, 
 checks every tensor it uses (key, dtype, shape; errors name the key, what was expected and what
 arrived) before anything is sent, resizes cameras with padding to ``image_size`` in one batched call
 per camera on the env device (numerically like openpi's ``image_tools.resize_with_pad``), and copies
-each field to the host once for all queried envs. Per-env wire arrays are views of those copies.
+each field to the host once for all queried envs, with one synchronisation per query. Per-env wire
+arrays are views of those copies.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from arena_adapters.errors import ConfigError, ObservationError
+from arena_adapters.host_memory import to_host
 from arena_adapters.imaging import resize_with_pad
 from arena_adapters.observations import describe, lookup, require_batch, require_tensor, select_rows
 from arena_adapters.parts import Observation, Query
@@ -80,7 +82,8 @@ class OpenpiObservations:
         Raises:
             ObservationError: a key is missing, or a tensor has the wrong dtype or shape.
         """
-        columns: list[tuple[tuple[str, ...], np.ndarray[Any, Any]]] = []
+        wires: list[tuple[str, ...]] = []
+        tensors: list[torch.Tensor] = []
         for field in self.layout.fields:
             paths = self.paths[field.name]
             if not paths:
@@ -88,9 +91,11 @@ class OpenpiObservations:
             if isinstance(field, ImageField):
                 if not field.required and field.name not in self._configured and not _has(observation, paths[0]):
                     continue
-                columns.append((field.wire, self._image_rows(observation, paths[0], field, query)))
+                tensors.append(self._image_rows(observation, paths[0], field, query))
             else:
-                columns.append((field.wire, self._state_rows(observation, paths, field, query)))
+                tensors.append(self._state_rows(observation, paths, field, query))
+            wires.append(field.wire)
+        columns = list(zip(wires, to_host(tensors), strict=True))
         prompts = query.instructions or ("",) * query.size
         requests: list[dict[str, Any]] = []
         for row in range(query.size):
@@ -106,7 +111,7 @@ class OpenpiObservations:
             requests.append(request)
         return requests
 
-    def _image_rows(self, observation: Observation, path: str, field: ImageField, query: Query) -> np.ndarray[Any, Any]:
+    def _image_rows(self, observation: Observation, path: str, field: ImageField, query: Query) -> torch.Tensor:
         images = require_tensor(
             lookup(observation, path), path, dtypes=IMAGE_DTYPES, shape=("num_envs", "height", "width", "channels")
         )
@@ -121,13 +126,11 @@ class OpenpiObservations:
             rows = (rows.float() * 255).clamp_(0, 255).to(torch.uint8)
         if self.image_size:
             rows = resize_with_pad(rows, self.image_size, self.image_size)
-        if field.channels_first:
-            rows = rows.permute(0, 3, 1, 2)
-        return rows.contiguous().cpu().numpy()
+        return rows.permute(0, 3, 1, 2) if field.channels_first else rows
 
     def _state_rows(
         self, observation: Observation, paths: tuple[str, ...], field: StateField, query: Query
-    ) -> np.ndarray[Any, Any]:
+    ) -> torch.Tensor:
         parts: list[torch.Tensor] = []
         for path in paths:
             value = require_tensor(lookup(observation, path), path, dtypes=STATE_DTYPES)
@@ -145,7 +148,7 @@ class OpenpiObservations:
                 f"expected {field.size} values per env, got {total} ({got})"
             )
         state = parts[0] if len(parts) == 1 else torch.cat([p.to(self.state_dtype) for p in parts], dim=1)
-        return select_rows(state, query).to(self.state_dtype).contiguous().cpu().numpy()
+        return select_rows(state, query).to(self.state_dtype)
 
 
 def _has(observation: Observation, path: str) -> bool:

@@ -8,7 +8,8 @@ One payload dict per queried env, keys in the order the upstream clients send th
   JSON key order, so the configured order of ``wrist_cameras`` is the camera order.
 
 Images are resized with padding on the env device (default 224x224, as the upstream clients do),
-then copied to the host once for all queried envs; each payload holds a view of that copy.
+then every field is copied to the host once for all queried envs (one synchronisation per query);
+each payload holds a view of that copy.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from numpy.typing import NDArray
 
 from arena_adapters.errors import ConfigError, ObservationError
+from arena_adapters.host_memory import to_host
 from arena_adapters.imaging import resize_with_pad
 from arena_adapters.observations import lookup, require_batch, require_tensor, select_rows
 from arena_adapters.parts import Observation, Query
@@ -99,12 +101,17 @@ def camera_rows(observation: Observation, path: str, query: Query, size: tuple[i
     Raises:
         ObservationError: a missing key, not uint8 ``(num_envs, H, W, 3)``, or the wrong batch size.
     """
+    return to_host([camera_tensor(observation, path, query, size)])[0]
+
+
+def camera_tensor(observation: Observation, path: str, query: Query, size: tuple[int, int] | None) -> torch.Tensor:
+    """:func:`camera_rows` on the env device: ``(k, H, W, 3)`` uint8."""
     images = require_tensor(lookup(observation, path), path, dtypes=(torch.uint8,), shape=("num_envs", "H", "W", 3))
     require_batch(images, path, query.num_envs)
     rows = select_rows(images, query)
     if size is not None:
         rows = resize_with_pad(rows, *size)
-    return rows.detach().to("cpu").contiguous().numpy()
+    return rows
 
 
 def state_rows(observation: Observation, paths: Sequence[str], query: Query, state_dim: int | None) -> NDArray[Any]:
@@ -115,6 +122,11 @@ def state_rows(observation: Observation, paths: Sequence[str], query: Query, sta
         ObservationError: a missing key, a non-float or non-2-D tensor, the wrong batch size, or a
             total width other than ``state_dim``.
     """
+    return to_host([state_tensor(observation, paths, query, state_dim)])[0]
+
+
+def state_tensor(observation: Observation, paths: Sequence[str], query: Query, state_dim: int | None) -> torch.Tensor:
+    """:func:`state_rows` on the env device: ``(k, D)`` float64."""
     parts = []
     for path in paths:
         value = require_tensor(lookup(observation, path), path, dtypes=_STATE_DTYPES, shape=("num_envs", "D"))
@@ -127,7 +139,7 @@ def state_rows(observation: Observation, paths: Sequence[str], query: Query, sta
             f"observation state {'+'.join(paths)!r}: expected {state_dim} values per env (option state_dim), "
             f"got {int(state.shape[1])} ({widths})"
         )
-    return state.detach().to("cpu").contiguous().numpy()
+    return state
 
 
 def _instructions(query: Query) -> tuple[str, ...]:
@@ -154,7 +166,7 @@ class OpenVlaObservations:
 
     def translate(self, observation: Observation, query: Query) -> list[dict[str, Any]]:
         """One payload dict per queried env, in ``query.env_ids`` order."""
-        images = camera_rows(observation, self.image_key, query, self.size)
+        (images,) = to_host([camera_tensor(observation, self.image_key, query, self.size)])
         payloads: list[dict[str, Any]] = []
         for index, instruction in enumerate(_instructions(query)):
             payload: dict[str, Any] = {"image": images[index], "instruction": instruction}
@@ -194,9 +206,15 @@ class OftObservations:
 
     def translate(self, observation: Observation, query: Query) -> list[dict[str, Any]]:
         """One payload dict per queried env, in ``query.env_ids`` order."""
-        full = camera_rows(observation, self.image_key, query, self.size)
-        wrists = [(key, camera_rows(observation, path, query, self.size)) for key, path in self.wrist_cameras]
-        state = state_rows(observation, self.state_keys, query, self.state_dim) if self.state_keys else None
+        tensors = [camera_tensor(observation, path, query, self.size)
+                   for path in (self.image_key, *(path for _, path in self.wrist_cameras))]
+        if self.state_keys:
+            tensors.append(state_tensor(observation, self.state_keys, query, self.state_dim))
+        arrays = to_host(tensors)
+        full = arrays[0]
+        wrist_arrays = arrays[1 : 1 + len(self.wrist_cameras)]
+        wrists = [(key, images) for (key, _), images in zip(self.wrist_cameras, wrist_arrays, strict=True)]
+        state = arrays[-1] if self.state_keys else None
         payloads: list[dict[str, Any]] = []
         for index, instruction in enumerate(_instructions(query)):
             payload: dict[str, Any] = {"full_image": full[index]}
