@@ -32,6 +32,12 @@ _NUMPY_DTYPES: dict[torch.dtype, type[np.generic]] = {
 }
 
 
+def numpy_dtype(dtype: torch.dtype) -> np.dtype[Any] | None:
+    """The numpy dtype of a torch dtype, or None where numpy has none (bfloat16, complex32, ...)."""
+    kind = _NUMPY_DTYPES.get(dtype)
+    return None if kind is None else np.dtype(kind)
+
+
 NUMPY_ALLOCATION_BYTES = 1 << 20
 """Buffers of at least this size are allocated by numpy; smaller ones come from torch's heap, where
 freed pages are reused and nothing is gained."""
@@ -42,10 +48,10 @@ def empty(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
     :data:`NUMPY_ALLOCATION_BYTES` or more (see the module docstring) and numpy has the dtype
     (not bfloat16 or complex)."""
     shape = tuple(shape)
-    numpy_dtype = _NUMPY_DTYPES.get(dtype)
-    if numpy_dtype is None or math.prod(shape) * dtype.itemsize < NUMPY_ALLOCATION_BYTES:
+    host_dtype = numpy_dtype(dtype)
+    if host_dtype is None or math.prod(shape) * dtype.itemsize < NUMPY_ALLOCATION_BYTES:
         return torch.empty(shape, dtype=dtype)
-    return torch.from_numpy(np.empty(shape, dtype=numpy_dtype))
+    return torch.from_numpy(np.empty(shape, dtype=host_dtype))
 
 
 def to_host(tensors: Sequence[torch.Tensor]) -> list[NDArray[Any]]:

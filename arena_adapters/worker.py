@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from arena_adapters.errors import AdapterError, TransportTimeout
+from arena_adapters.host_memory import numpy_dtype
 
 try:
     from numpy.lib.array_utils import byte_bounds as _byte_bounds  # numpy >= 2
@@ -159,7 +160,7 @@ def _copy_array(array: np.ndarray[Any, Any], buffers: HostBuffers | None) -> np.
 
 
 def _copy_tensor(tensor: torch.Tensor, buffers: HostBuffers | None) -> torch.Tensor:
-    dtype = _NUMPY_DTYPES.get(tensor.dtype)
+    dtype = numpy_dtype(tensor.dtype)
     if buffers is None or dtype is None or tensor.device.type != "cpu":
         return tensor.clone()  # device memory comes from torch's caching allocator: no page faults
     copy = torch.from_numpy(buffers.empty(tuple(tensor.shape), dtype))
@@ -188,11 +189,3 @@ def _span_of_array(array: np.ndarray[Any, Any]) -> tuple[int, int]:
 
 def _overlaps(span: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
     return span[1] > span[0] and any(span[0] < end and start < span[1] for start, end in spans)
-
-_NUMPY_DTYPES: dict[torch.dtype, np.dtype[Any]] = {
-    dtype: np.dtype(name) for dtype, name in (
-        (torch.uint8, "uint8"), (torch.int8, "int8"), (torch.int16, "int16"), (torch.int32, "int32"),
-        (torch.int64, "int64"), (torch.float16, "float16"), (torch.float32, "float32"),
-        (torch.float64, "float64"), (torch.bool, "bool"),
-    )
-}

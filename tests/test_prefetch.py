@@ -322,22 +322,23 @@ def test_host_copies_reuse_a_buffer_only_once_nothing_refers_to_it() -> None:
 @pytest.mark.parametrize(("prefetch_window", "expected_sizes"), [(0, [2, 2, 2, 2]), (2, [4, 4])])
 def test_a_window_merges_requests_ahead_of_groups_out_of_phase(prefetch_window: int, expected_sizes: list[int]) -> None:
     """Four groups of two envs, their chunks running out 2 steps apart: each group is asked alone,
-    or, with a window of 2, with the group that gets there 2 steps later (half the requests)."""
-    sizes: list[int] = []
+    or, with a window of 2, with the group that gets there 2 steps later (half the requests).
+    Requests are recorded with the step whose observation they carry (they run on the worker)."""
+    requests: list[tuple[int, int]] = []
 
     def recording(observation: dict[str, Any]) -> torch.Tensor:
-        sizes.append(observation["policy"]["x"].shape[0])
-        return torch.zeros(sizes[-1], 16, 1)
+        x = observation["policy"]["x"]
+        requests.append((int(x[0, 0]), x.shape[0]))
+        return torch.zeros(x.shape[0], 16, 1)
 
     with aa.load_policy("local", policy=recording, execute_steps=8, prefetch_steps=4,
                         prefetch_window=prefetch_window) as policy:
-        obs = {"policy": {"x": torch.zeros(8, 1)}}
-        for step in range(24):
+        for step in range(32):  # every request made before step 24 is needed, so done, by step 30
             if step in (2, 4, 6):
                 policy.reset([step - 2, step - 1])  # group step // 2 starts over here
-            if step == 16:
-                sizes.clear()
-            policy.get_action(obs)
-        assert policy.scheduler is not None
-        assert policy.scheduler.remaining().tolist() == [2, 2, 4, 4, 6, 6, 0, 0]  # 2 steps apart
+            policy.get_action({"policy": {"x": torch.full((8, 1), float(step))}})
+            if step == 23:
+                assert policy.scheduler is not None
+                assert policy.scheduler.remaining().tolist() == [2, 2, 4, 4, 6, 6, 0, 0]  # 2 steps apart
+    sizes = [size for step, size in sorted(requests) if 16 <= step < 24]
     assert sizes == expected_sizes  # steps 16..23: one cycle of execute_steps
