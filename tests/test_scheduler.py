@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
@@ -104,6 +105,75 @@ class ReferenceScheduler:
             self.paused[env] = True
 
 
+
+class PrefetchReference(ReferenceScheduler):
+    """:class:`ReferenceScheduler` (``replay``) plus requests ahead of time, one env at a time, as the
+    module docstring of ``arena_adapters.scheduler`` states them: an env with ``0 < r <= m``
+    actions left is asked ahead with the observation of that step (together with the envs due
+    now, if any); when a request goes out, envs with ``r <= m + w`` join it; the chunk takes over
+    when the old one runs out, its first ``r`` actions skipped, merged with the old plan as
+    ``aggregate`` says; asked ahead at most once per chunk, one step after its last request at
+    the earliest; a reset or a pause drops the chunk in flight."""
+
+    def __init__(
+        self, num_envs: int, execute_steps: int | None, aggregate: str, weight: float, rate: float,
+        prefetch_steps: int, prefetch_window: int,
+    ) -> None:
+        super().__init__(num_envs, execute_steps, "replay", 0.0, aggregate, weight, rate)
+        self.m, self.w = prefetch_steps, prefetch_window
+        self.in_flight: list[tuple[int, np.ndarray] | None] = [None] * num_envs  # (step asked, chunk row)
+        self.asked = [-1] * num_envs  # step of the last request
+        self.requests_per_env = [0] * num_envs
+
+    def left(self, env: int) -> int:
+        """Actions left before the env is due (0: due now)."""
+        if self.chunk[env] is None:
+            return 0
+        return max(self.loaded_at[env] + self._steps(env) - self.t, 0)
+
+    def taking_over(self) -> list[int]:
+        """The envs whose chunk asked ahead takes over at this step."""
+        return [e for e in range(self.num_envs) if self.in_flight[e] is not None and self.left(e) == 0]
+
+    def requests(self) -> tuple[list[int], list[int]]:
+        """Take over the chunks asked ahead that are needed now; then the envs due now and those
+        to ask ahead at this step."""
+        for env in self.taking_over():
+            asked, row = self.in_flight[env]  # type: ignore[misc]
+            self.in_flight[env] = None
+            self.load([env], row[None, self.t - asked:])
+        idle = [e for e in range(self.num_envs) if not self.paused[e] and self.in_flight[e] is None]
+        now = [e for e in idle if self.left(e) == 0]
+
+        def within(steps: int) -> list[int]:
+            return [e for e in idle if 0 < self.left(e) <= steps and self.asked[e] < self.t]
+
+        ahead = within(self.m)
+        if self.w and (now or ahead):
+            ahead = within(self.m + self.w)
+        return now, ahead
+
+    def answer(self, now: list[int], ahead: list[int], chunk: np.ndarray) -> None:
+        """The chunk of the request sent at this step (rows: the envs in ascending order)."""
+        for row, env in enumerate(sorted(now + ahead)):
+            self.asked[env] = self.t
+            self.requests_per_env[env] += 1
+            if env in now:
+                self.load([env], chunk[row : row + 1])
+            else:
+                self.in_flight[env] = (self.t, chunk[row])
+
+    def reset(self, env_ids: list[int]) -> None:
+        super().reset(env_ids)
+        for env in env_ids:
+            self.in_flight[env] = None
+
+    def pause(self, env_ids: list[int]) -> None:
+        super().pause(env_ids)
+        for env in env_ids:
+            self.in_flight[env] = None
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     num_envs=st.integers(1, 9),
@@ -158,6 +228,77 @@ def test_matches_reference(
         pauses = np.flatnonzero(rng.random(num_envs) < pause_probability)
         scheduler.pause(pauses)
         reference.pause(pauses.tolist())
+
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    num_envs=st.integers(1, 8),
+    execute_steps=st.one_of(st.none(), st.integers(1, 8)),
+    prefetch_steps=st.integers(1, 5),
+    prefetch_window=st.integers(0, 4),
+    aggregate=st.sampled_from(AGGREGATES),
+    steps=st.integers(1, 60),
+    reset_probability=st.sampled_from([0.0, 0.03, 0.2]),
+    pause_probability=st.sampled_from([0.0, 0.03]),
+    arrival_probability=st.sampled_from([1.0, 0.5, 0.1, 0.0]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_prefetch_matches_reference(
+    num_envs: int,
+    execute_steps: int | None,
+    prefetch_steps: int,
+    prefetch_window: int,
+    aggregate: str,
+    steps: int,
+    reset_probability: float,
+    pause_probability: float,
+    arrival_probability: float,
+    seed: int,
+) -> None:
+    """Requests (which envs, at which step) and actions match the reference whenever the chunks
+    asked ahead arrive: at once, some steps later in random order, or only when needed."""
+    rng = np.random.default_rng(seed)
+    weight, rate = float(rng.uniform(0, 1)), float(rng.uniform(0.05, 2.0))
+    scheduler = ActionChunkScheduler(
+        num_envs, "cpu", execute_steps=execute_steps, aggregate=aggregate, aggregate_weight=weight,
+        aggregate_decay=rate, prefetch_steps=prefetch_steps, prefetch_window=prefetch_window, dtype=torch.float64,
+    )
+    reference = PrefetchReference(num_envs, execute_steps, aggregate, weight, rate, prefetch_steps, prefetch_window)
+    unanswered: list[tuple[Future[torch.Tensor], torch.Tensor, set[int]]] = []  # future, chunk, its envs
+    shortest = prefetch_steps + prefetch_window + 1  # a chunk asked ahead keeps an action after the skipped ones
+    for _ in range(steps):
+        needed = set(reference.taking_over())
+        for index in rng.permutation(len(unanswered)).tolist():
+            future, chunk, env_ids = unanswered[index]
+            if env_ids & needed or rng.random() < arrival_probability:
+                future.set_result(chunk)
+        unanswered = [request for request in unanswered if not request[0].done()]
+        scheduler.collect(0.0)  # everything needed now has arrived: no waiting
+        requests = scheduler.requests()
+        now, ahead = reference.requests()
+        assert (requests.now.tolist(), requests.ahead.tolist()) == (now, ahead)
+        if requests:
+            rows = rng.normal(size=(len(requests.env_ids), int(rng.integers(shortest, shortest + 6)), ACTION_DIM))
+            reference.answer(now, ahead, rows)
+            chunk = torch.from_numpy(rows)
+            if len(requests.now):
+                scheduler.deliver(requests, chunk)
+            else:
+                future = Future()
+                scheduler.expect(requests.ahead, future)
+                unanswered.append((future, chunk, set(ahead)))
+        assert scheduler.in_flight_envs.tolist() == [e for e in range(num_envs) if reference.in_flight[e] is not None]
+        if len(scheduler.paused_envs) == num_envs and scheduler.horizon == 0:
+            return  # everything paused before any chunk: there is no action to give
+        np.testing.assert_allclose(scheduler.step().numpy(), reference.step(), rtol=1e-9, atol=1e-9)
+        resets = np.flatnonzero(rng.random(num_envs) < reset_probability)
+        scheduler.reset(resets)
+        reference.reset(resets.tolist())
+        pauses = np.flatnonzero(rng.random(num_envs) < pause_probability)
+        scheduler.pause(pauses)
+        reference.pause(pauses.tolist())
+    assert scheduler.requests_per_env.tolist() == reference.requests_per_env
 
 
 def _episode_lengths(rng: np.random.Generator, num_envs: int, total_steps: int) -> list[list[int]]:
