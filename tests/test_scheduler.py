@@ -8,7 +8,7 @@ from concurrent.futures import Future
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from arena_adapters.errors import ActionError, ConfigError
@@ -238,10 +238,11 @@ def test_matches_reference(
     prefetch_steps=st.integers(1, 5),
     prefetch_window=st.integers(0, 4),
     aggregate=st.sampled_from(AGGREGATES),
-    steps=st.integers(1, 60),
-    reset_probability=st.sampled_from([0.0, 0.03, 0.2]),
+    steps=st.integers(10, 50),
+    reset_probability=st.sampled_from([0.0, 0.05, 0.1, 0.2]),
     pause_probability=st.sampled_from([0.0, 0.03]),
     arrival_probability=st.sampled_from([1.0, 0.5, 0.1, 0.0]),
+    inference_mode=st.booleans(),
     seed=st.integers(0, 2**31 - 1),
 )
 def test_prefetch_matches_reference(
@@ -254,6 +255,7 @@ def test_prefetch_matches_reference(
     reset_probability: float,
     pause_probability: float,
     arrival_probability: float,
+    inference_mode: bool,
     seed: int,
 ) -> None:
     """Requests (which envs, at which step) and actions match the reference whenever the chunks
@@ -267,31 +269,47 @@ def test_prefetch_matches_reference(
     reference = PrefetchReference(num_envs, execute_steps, aggregate, weight, rate, prefetch_steps, prefetch_window)
     unanswered: list[tuple[Future[torch.Tensor], torch.Tensor, set[int]]] = []  # future, chunk, its envs
     shortest = prefetch_steps + prefetch_window + 1  # a chunk asked ahead keeps an action after the skipped ones
-    for _ in range(steps):
+    for step in range(steps):
         needed = set(reference.taking_over())
+        if needed:
+            event("a chunk asked ahead takes over")
         for index in rng.permutation(len(unanswered)).tolist():
             future, chunk, env_ids = unanswered[index]
             if env_ids & needed or rng.random() < arrival_probability:
                 future.set_result(chunk)
+                event("a chunk asked ahead arrives steps later")
+                if any(not request[0].done() for request in unanswered[:index]):
+                    event("chunks asked ahead arrive out of order")
         unanswered = [request for request in unanswered if not request[0].done()]
-        scheduler.collect(0.0)  # everything needed now has arrived: no waiting
-        requests = scheduler.requests()
+        with torch.inference_mode(inference_mode and step % 2 == 0):  # Arena steps in inference mode
+            scheduler.collect(0.0)  # everything needed now has arrived: no waiting
+            requests = scheduler.requests()
         now, ahead = reference.requests()
         assert (requests.now.tolist(), requests.ahead.tolist()) == (now, ahead)
+        if any(reference.left(e) > prefetch_steps for e in ahead):
+            event("the window widens a request")
+        if now and ahead:
+            event("a request carries envs due now and envs asked ahead")
         if requests:
             rows = rng.normal(size=(len(requests.env_ids), int(rng.integers(shortest, shortest + 6)), ACTION_DIM))
             reference.answer(now, ahead, rows)
-            chunk = torch.from_numpy(rows)
-            if len(requests.now):
-                scheduler.deliver(requests, chunk)
-            else:
-                future = Future()
-                scheduler.expect(requests.ahead, future)
-                unanswered.append((future, chunk, set(ahead)))
+            with torch.inference_mode(inference_mode and step % 2 == 0):
+                chunk = torch.from_numpy(rows)
+                if len(requests.now):
+                    scheduler.deliver(requests, chunk)
+                else:
+                    sent: Future[torch.Tensor] = Future()
+                    scheduler.expect(requests.ahead, sent)
+                    if rng.random() < arrival_probability:
+                        sent.set_result(chunk)
+                    else:
+                        unanswered.append((sent, chunk, set(ahead)))
         assert scheduler.in_flight_envs.tolist() == [e for e in range(num_envs) if reference.in_flight[e] is not None]
         if len(scheduler.paused_envs) == num_envs and scheduler.horizon == 0:
             return  # everything paused before any chunk: there is no action to give
-        np.testing.assert_allclose(scheduler.step().numpy(), reference.step(), rtol=1e-9, atol=1e-9)
+        with torch.inference_mode(inference_mode and step % 2 == 1):
+            actions = scheduler.step()
+        np.testing.assert_allclose(actions.numpy(), reference.step(), rtol=1e-9, atol=1e-9)
         resets = np.flatnonzero(rng.random(num_envs) < reset_probability)
         scheduler.reset(resets)
         reference.reset(resets.tolist())
