@@ -387,7 +387,9 @@ class ActionChunkScheduler:
 
         Raises:
             TransportTimeout: a needed chunk did not arrive within ``timeout``.
-            whatever the request raised (its envs are then no longer waiting: they are due again).
+            whatever the request raised.
+            In each case the envs of that one request are no longer waiting (they are due again);
+            the other chunks needed now stay in flight, for the next call.
             ActionError: a chunk is not longer than the actions that elapsed while it was in flight.
         """
         in_flight = self._in_flight
@@ -398,10 +400,10 @@ class ActionChunkScheduler:
         if not len(waiting):
             return
         deadline = time.monotonic() + timeout
-        try:
-            for flight_id in np.unique(in_flight.flight_of[waiting]).tolist():
-                flight = in_flight.flights[flight_id]
-                ids = waiting[in_flight.flight_of[waiting] == flight_id]
+        for flight_id in np.unique(in_flight.flight_of[waiting]).tolist():
+            flight = in_flight.flights[flight_id]
+            ids = waiting[in_flight.flight_of[waiting] == flight_id]
+            try:  # a failure costs only its own envs: the other chunks needed now stay in flight
                 chunk = _result(flight, deadline, timeout)
                 skip = self.t - flight.origin
                 _check_rows(chunk, len(flight.env_ids))
@@ -415,8 +417,8 @@ class ActionChunkScheduler:
                 if len(rows) < len(flight.env_ids):
                     chunk = chunk.index_select(0, torch.from_numpy(rows).to(chunk.device, non_blocking=True))
                 self._load(ids, chunk[:, skip:], counts_request=False)
-        finally:
-            in_flight.drop(waiting)
+            finally:
+                in_flight.drop(ids)
 
     @property
     def in_flight_envs(self) -> EnvIds:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from arena_adapters.errors import ActionError, ConfigError
@@ -104,6 +105,82 @@ class ReferenceScheduler:
             self.paused[env] = True
 
 
+
+class PrefetchReference(ReferenceScheduler):
+    """:class:`ReferenceScheduler` (``replay``) plus requests ahead of time, one env at a time, as the
+    module docstring of ``arena_adapters.scheduler`` states them: an env with ``0 < r <= m``
+    actions left is asked ahead with the observation of that step (together with the envs due
+    now, if any); when a request goes out, envs with ``r <= m + w`` join it; the chunk takes over
+    when the old one runs out, its first ``r`` actions skipped, merged with the old plan as
+    ``aggregate`` says; asked ahead at most once per chunk, one step after its last request at
+    the earliest; a reset or a pause drops the chunk in flight. A request ahead that failed
+    raises when its chunk is needed, and its envs (only they) are due again at once."""
+
+    def __init__(
+        self, num_envs: int, execute_steps: int | None, aggregate: str, weight: float, rate: float,
+        prefetch_steps: int, prefetch_window: int,
+    ) -> None:
+        super().__init__(num_envs, execute_steps, "replay", 0.0, aggregate, weight, rate)
+        self.m, self.w = prefetch_steps, prefetch_window
+        self.in_flight: list[tuple[int, np.ndarray | None] | None] = [None] * num_envs  # (step asked, row or failed)
+        self.asked = [-1] * num_envs  # step of the last request
+        self.requests_per_env = [0] * num_envs
+
+    def left(self, env: int) -> int:
+        """Actions left before the env is due (0: due now)."""
+        if self.chunk[env] is None:
+            return 0
+        return max(self.loaded_at[env] + self._steps(env) - self.t, 0)
+
+    def taking_over(self) -> list[int]:
+        """The envs whose chunk asked ahead takes over at this step."""
+        return [e for e in range(self.num_envs) if self.in_flight[e] is not None and self.left(e) == 0]
+
+    def failures(self) -> int:
+        """How many failed requests ahead are needed at this step."""
+        return len({self.in_flight[e][0] for e in self.taking_over() if self.in_flight[e][1] is None})  # type: ignore[index]
+
+    def requests(self) -> tuple[list[int], list[int]]:
+        """Take over the chunks asked ahead that are needed now; then the envs due now and those
+        to ask ahead at this step."""
+        for env in self.taking_over():
+            asked, row = self.in_flight[env]  # type: ignore[misc]
+            self.in_flight[env] = None
+            if row is not None:
+                self.load([env], row[None, self.t - asked:])
+        idle = [e for e in range(self.num_envs) if not self.paused[e] and self.in_flight[e] is None]
+        now = [e for e in idle if self.left(e) == 0]
+
+        def within(steps: int) -> list[int]:
+            return [e for e in idle if 0 < self.left(e) <= steps and self.asked[e] < self.t]
+
+        ahead = within(self.m)
+        if self.w and (now or ahead):
+            ahead = within(self.m + self.w)
+        return now, ahead
+
+    def answer(self, now: list[int], ahead: list[int], chunk: np.ndarray, failed: bool = False) -> None:
+        """The chunk of the request sent at this step (rows: the envs in ascending order), or its
+        failure (a request ahead only)."""
+        for row, env in enumerate(sorted(now + ahead)):
+            self.asked[env] = self.t
+            self.requests_per_env[env] += 1
+            if env in now:
+                self.load([env], chunk[row : row + 1])
+            else:
+                self.in_flight[env] = (self.t, None if failed else chunk[row])
+
+    def reset(self, env_ids: list[int]) -> None:
+        super().reset(env_ids)
+        for env in env_ids:
+            self.in_flight[env] = None
+
+    def pause(self, env_ids: list[int]) -> None:
+        super().pause(env_ids)
+        for env in env_ids:
+            self.in_flight[env] = None
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     num_envs=st.integers(1, 9),
@@ -158,6 +235,145 @@ def test_matches_reference(
         pauses = np.flatnonzero(rng.random(num_envs) < pause_probability)
         scheduler.pause(pauses)
         reference.pause(pauses.tolist())
+
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    num_envs=st.integers(1, 8),
+    execute_steps=st.one_of(st.none(), st.integers(1, 8)),
+    prefetch_steps=st.integers(1, 5),
+    prefetch_window=st.integers(0, 4),
+    aggregate=st.sampled_from(AGGREGATES),
+    steps=st.integers(10, 50),
+    reset_probability=st.sampled_from([0.0, 0.05, 0.1, 0.2]),
+    pause_probability=st.sampled_from([0.0, 0.03]),
+    arrival_probability=st.sampled_from([1.0, 0.5, 0.1, 0.0]),
+    failure_probability=st.sampled_from([0.0, 0.3]),
+    inference_mode=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_prefetch_matches_reference(
+    num_envs: int,
+    execute_steps: int | None,
+    prefetch_steps: int,
+    prefetch_window: int,
+    aggregate: str,
+    steps: int,
+    reset_probability: float,
+    pause_probability: float,
+    arrival_probability: float,
+    failure_probability: float,
+    inference_mode: bool,
+    seed: int,
+) -> None:
+    """Requests (which envs, at which step) and actions match the reference whenever the chunks
+    asked ahead arrive: at once, some steps later in random order, or only when needed; a request
+    ahead that failed raises when its chunk is needed (once per request) and costs only its envs."""
+    rng = np.random.default_rng(seed)
+    weight, rate = float(rng.uniform(0, 1)), float(rng.uniform(0.05, 2.0))
+    scheduler = ActionChunkScheduler(
+        num_envs, "cpu", execute_steps=execute_steps, aggregate=aggregate, aggregate_weight=weight,
+        aggregate_decay=rate, prefetch_steps=prefetch_steps, prefetch_window=prefetch_window, dtype=torch.float64,
+    )
+    reference = PrefetchReference(num_envs, execute_steps, aggregate, weight, rate, prefetch_steps, prefetch_window)
+    unanswered: list[tuple[Future[torch.Tensor], torch.Tensor | None, set[int]]] = []  # future, chunk, its envs
+    shortest = prefetch_steps + prefetch_window + 1  # a chunk asked ahead keeps an action after the skipped ones
+    for step in range(steps):
+        needed = set(reference.taking_over())
+        if needed:
+            event("a chunk asked ahead takes over")
+        for index in rng.permutation(len(unanswered)).tolist():
+            future, chunk, env_ids = unanswered[index]
+            if env_ids & needed or rng.random() < arrival_probability:
+                _answer(future, chunk)
+                event("a chunk asked ahead arrives steps later")
+                if any(not request[0].done() for request in unanswered[:index]):
+                    event("chunks asked ahead arrive out of order")
+        unanswered = [request for request in unanswered if not request[0].done()]
+        failures = reference.failures()
+        with torch.inference_mode(inference_mode and step % 2 == 0):  # Arena steps in inference mode
+            for _ in range(failures):  # the policy's get_action raises; the runner may call it again
+                with pytest.raises(RuntimeError, match="request ahead failed"):
+                    scheduler.collect(0.0)
+                event("a request ahead fails")
+            scheduler.collect(0.0)  # everything needed now has arrived: no waiting
+            requests = scheduler.requests()
+        now, ahead = reference.requests()
+        assert (requests.now.tolist(), requests.ahead.tolist()) == (now, ahead)
+        if any(reference.left(e) > prefetch_steps for e in ahead):
+            event("the window widens a request")
+        if now and ahead:
+            event("a request carries envs due now and envs asked ahead")
+        if requests:
+            rows = rng.normal(size=(len(requests.env_ids), int(rng.integers(shortest, shortest + 6)), ACTION_DIM))
+            failed = not now and rng.random() < failure_probability
+            reference.answer(now, ahead, rows, failed)
+            with torch.inference_mode(inference_mode and step % 2 == 0):
+                chunk = torch.from_numpy(rows)
+                if len(requests.now):
+                    scheduler.deliver(requests, chunk)
+                else:
+                    sent: Future[torch.Tensor] = Future()
+                    scheduler.expect(requests.ahead, sent)
+                    if rng.random() < arrival_probability:
+                        _answer(sent, None if failed else chunk)
+                    else:
+                        unanswered.append((sent, None if failed else chunk, set(ahead)))
+        assert scheduler.in_flight_envs.tolist() == [e for e in range(num_envs) if reference.in_flight[e] is not None]
+        if len(scheduler.paused_envs) == num_envs and scheduler.horizon == 0:
+            return  # everything paused before any chunk: there is no action to give
+        with torch.inference_mode(inference_mode and step % 2 == 1):
+            actions = scheduler.step()
+        np.testing.assert_allclose(actions.numpy(), reference.step(), rtol=1e-9, atol=1e-9)
+        resets = np.flatnonzero(rng.random(num_envs) < reset_probability)
+        scheduler.reset(resets)
+        reference.reset(resets.tolist())
+        pauses = np.flatnonzero(rng.random(num_envs) < pause_probability)
+        scheduler.pause(pauses)
+        reference.pause(pauses.tolist())
+    assert scheduler.requests_per_env.tolist() == reference.requests_per_env
+
+
+def test_a_failed_request_ahead_costs_only_its_own_envs() -> None:
+    """Two requests ahead needed at one step, the older one failed: it raises, and only its env
+    is due again; the other env takes its chunk (before the fix, both chunks were dropped)."""
+    scheduler = ActionChunkScheduler(2, "cpu", execute_steps=8, prefetch_steps=3)
+    asked: dict[int, tuple[list[int], Future[torch.Tensor]]] = {}  # step -> (envs asked ahead, future)
+    for step in range(9):
+        scheduler.collect(0.0)
+        requests = scheduler.requests()
+        if len(requests.now):
+            scheduler.deliver(requests, torch.zeros(len(requests.env_ids), 8, 1))
+        elif len(requests.ahead):
+            future: Future[torch.Tensor] = Future()
+            scheduler.expect(requests.ahead, future)
+            asked[step] = (requests.ahead.tolist(), future)
+            if step == 5:
+                future.set_result(torch.zeros(1, 4, 1))  # 3 actions skipped at step 8: 1 left
+        scheduler.step()
+        if step == 0:
+            scheduler.reset(np.array([1]))  # env 1 runs a step behind env 0
+    # env 0 asked at step 5 (3 left), env 1 at step 6 (3 left), env 0 again at step 8 (1 left)
+    assert {step: envs for step, (envs, _) in asked.items()} == {5: [0], 6: [1], 8: [0]}
+    asked[6][1].set_exception(RuntimeError("model crashed"))
+    asked[8][1].set_result(torch.full((1, 4, 1), 7.0))
+    with pytest.raises(RuntimeError, match="model crashed"):
+        scheduler.collect(0.0)
+    scheduler.collect(0.0)
+    requests = scheduler.requests()
+    assert (requests.now.tolist(), requests.ahead.tolist()) == ([1], [0])  # env 0: 3 actions left
+    assert scheduler.remaining().tolist() == [3, 0]
+    scheduler.deliver(requests, torch.tensor([5.0, 1.0]).view(2, 1, 1).expand(2, 8, 1))
+    assert scheduler.step()[:, 0].tolist() == [7.0, 1.0]
+
+
+def _answer(future: Future[torch.Tensor], chunk: torch.Tensor | None) -> None:
+    """Complete a request ahead with its chunk, or (``None``) with a failure."""
+    if chunk is None:
+        future.set_exception(RuntimeError("the request ahead failed"))
+    else:
+        future.set_result(chunk)
 
 
 def _episode_lengths(rng: np.random.Generator, num_envs: int, total_steps: int) -> list[list[int]]:
