@@ -53,6 +53,7 @@ these clients cost beyond the adapter; the env, the server and the null policy a
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -156,7 +157,7 @@ class ArenaGr00tClient:
             new_chunk = self._fetch(observation)
             if self.chunk is None:
                 self.chunk = torch.zeros((self.num_envs, new_chunk.shape[1], self.action_dim), device=self.device)
-            mask = self.needs_chunk
+            mask = self.needs_chunk  # the same tensor, cleared below: the counters count nothing, as in Arena
             self.chunk[mask] = new_chunk[mask].to(self.chunk.dtype)
             self.float_index[mask] = 0.0
             self.needs_chunk[mask] = False
@@ -268,8 +269,10 @@ class ArenaOpenPiClient(_PerEnvChunkReplay):
         super().__init__(num_envs, device, execute_steps, instruction)
         address = urlsplit(endpoint)
         self._resize = image_tools.resize_with_pad
-        self._client = websocket_client_policy.WebsocketClientPolicy(host=address.hostname or "127.0.0.1",
-                                                                     port=address.port)
+        with warnings.catch_warnings():  # websockets >= 17.1 deprecates how openpi-client 0.1.2 connects
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self._client = websocket_client_policy.WebsocketClientPolicy(host=address.hostname or "127.0.0.1",
+                                                                         port=address.port)
 
     def pack_request(self, extracted: dict[str, NDArray[Any]]) -> dict[str, Any]:
         size = OPENPI_IMAGE_SIZE

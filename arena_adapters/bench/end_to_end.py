@@ -351,7 +351,8 @@ def _measure_adapter(adapter: str, plan: Plan, bandwidth: float, device: str = "
                 rows.append(Row("end_to_end", f"{name} vs Arena-style", ours_run.seconds_per_step / num_envs,
                                 arena_run.seconds_per_step / num_envs, ARENA_BASELINES[adapter],
                                 {**common, "arena_env_steps_per_s": round(arena_run.env_steps_per_s, 1),
-                                 "arena_requests_per_step": round(arena_requests / steps, 2)}))
+                                 "arena_requests_per_step": round(arena_requests / steps, 2),
+                                 "limit_vs_arena": round(arena_run.seconds_per_step / local_run.seconds_per_step, 2)}))
             split = ", ".join(f"{part} {_short(breakdown[part])}" for part in PARTS)
             rows.append(Row("end_to_end", f"{name}, one query", query_s, bytes_per_query / bandwidth,
                             f"physical floor (bytes / copy bandwidth); per query: {split}",
