@@ -18,7 +18,10 @@ whose clocks are staggered at random, so envs reset at different steps) is stepp
   ``openpi_client`` client); OpenVLA, the same loop with ``requests`` + ``json_numpy``.
 
 The env, its observations and the actions live on the device; the clock is read after a device
-synchronisation, so device -> host copies are inside every column.
+synchronisation, so device -> host copies are inside every column. At each size every column runs
+twice (``Plan.rounds``), in alternating order (ours, local, env alone, Arena-style, then the
+reverse), each time on a fresh env after warm-up steps; a column's figure is the mean of its rounds,
+so load from other processes that comes and goes falls on every column alike.
 
 Time per query of ``ours``, split (microseconds; sums over the measured steps / queries):
 ``obs_translation`` (incl. device -> host), ``encode``, ``transfer`` (round trips minus the server's
@@ -74,10 +77,6 @@ class Timers:
     last_request: Any = None
     last_chunk: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
 
-    def clear(self) -> None:
-        self.seconds.clear()
-        self.request_bytes = self.reply_bytes = self.requests = 0
-
     def wrap(self, owner: Any, attribute: str, name: str, after: Callable[[Any], None] | None = None) -> None:
         """Replace ``owner.attribute`` (on this instance only) by a timed call of it."""
         original = getattr(owner, attribute)
@@ -128,10 +127,14 @@ class Plan:
     huge_steps: int = 10
     image_size: tuple[int, int] = IMAGE_SIZE
     servers_in_process: bool = False
+    rounds: int = 2
 
     def steps(self, num_envs: int) -> int:
-        """Measured steps at ``num_envs`` (fewer for big batches: each step costs more)."""
-        return self.small_steps if num_envs <= 16 else self.large_steps if num_envs <= 256 else self.huge_steps
+        """Measured steps at ``num_envs`` in one round (fewer for big batches: each step costs more);
+        each column runs ``rounds`` of them, in alternating order, so load on the machine that comes
+        and goes falls on every column alike."""
+        total = self.small_steps if num_envs <= 16 else self.large_steps if num_envs <= 256 else self.huge_steps
+        return max(1, -(-total // self.rounds))
 
 
 FULL = Plan()
@@ -140,7 +143,7 @@ Arena-style GR00T client's 1.4 GB request per step would take most of the sectio
 CUDA_ONLY_SIZE = 4096
 FULL_CUDA = Plan(sizes=(*FULL.sizes, CUDA_ONLY_SIZE))
 """The full plan on a cuda device: 4096 envs included."""
-QUICK = Plan(sizes=(1, 16), warmup=2, small_steps=12, image_size=QUICK_IMAGE_SIZE, servers_in_process=True)
+QUICK = Plan(sizes=(1, 16), warmup=2, small_steps=12, image_size=QUICK_IMAGE_SIZE, servers_in_process=True, rounds=1)
 
 
 def plan_for(settings: BenchSettings) -> Plan:
@@ -302,53 +305,87 @@ def copy_bandwidth(nbytes: int) -> float:
     return float(source.nbytes / median_seconds(lambda: np.copyto(target, source), 3, 5))
 
 
-def _drive_ours(adapter: str, endpoint: str, options: dict[str, Any], num_envs: int, plan: Plan, device: str
-                ) -> tuple[Drive, Timers, int]:
-    """The adapter's run, its parts timed; and the number of queries it made while measured."""
-    timers = Timers()
+def _drive_ours(adapter: str, endpoint: str, options: dict[str, Any], num_envs: int, plan: Plan, device: str,
+                timers: Timers) -> tuple[Drive, int]:
+    """The adapter's run, its parts timed into ``timers`` (measured steps only); and the number of
+    queries it made while measured."""
     with aa.load_policy(adapter, endpoint=endpoint, **options) as ours:
         _instrument(ours, timers)
         queries_before = [0]
 
         def start() -> None:
-            timers.clear()
+            timers.on = True
             queries_before[0] = ours.stats.queries
 
-        timers.on = True
-        run = drive(ours.get_action, ours.reset, num_envs, plan, start, device)
-        timers.on = False
-        return run, timers, ours.stats.queries - queries_before[0]
+        try:
+            run = drive(ours.get_action, ours.reset, num_envs, plan, start, device)
+        finally:
+            timers.on = False
+        return run, ours.stats.queries - queries_before[0]
+
+
+COLUMNS = ("ours", "local", "env alone", "Arena-style")
+
+
+def _measure_size(adapter: str, endpoint: str, options: dict[str, Any], num_envs: int, plan: Plan, device: str
+                  ) -> tuple[dict[str, Drive], Timers, int, int, str | None]:
+    """Every column at one size, ``plan.rounds`` times in alternating order (ours first, so that the
+    local adapter replays the chunk ours got). Returns each column's mean run, ours' timers and
+    queries, the Arena-style client's requests, and why that client could not run (or None)."""
+    execute_steps = int(options.get("execute_steps", 8))
+    timers = Timers()
+    runs: dict[str, list[Drive]] = defaultdict(list)
+    queries = arena_requests = 0
+    arena_skipped: str | None = None
+    chunk = torch.zeros(0)
+    for round_index in range(plan.rounds):
+        for column in COLUMNS if round_index % 2 == 0 else COLUMNS[::-1]:
+            if column == "ours":
+                run, made = _drive_ours(adapter, endpoint, options, num_envs, plan, device, timers)
+                queries += made
+                chunk = timers.last_chunk[:1].clone().to(device)
+            elif column == "local":
+                with aa.load_policy("local", policy=ConstantChunk(chunk), execute_steps=execute_steps) as local:
+                    run = drive(local.get_action, local.reset, num_envs, plan, device=device)
+            elif column == "env alone":
+                run = env_alone(chunk[0, 0], num_envs, plan, device)
+            else:
+                arena = _arena_drive(adapter, endpoint, num_envs, plan, execute_steps, device)
+                if isinstance(arena, str):
+                    arena_skipped = arena
+                    continue
+                run, sent = arena
+                arena_requests += sent
+            runs[column].append(run)
+    mean = {column: Drive(sum(r.seconds_per_step for r in done) / len(done), num_envs)
+            for column, done in runs.items()}
+    return mean, timers, queries, arena_requests, arena_skipped
 
 
 def _measure_adapter(adapter: str, plan: Plan, bandwidth: float, device: str = "cpu") -> list[Row]:
     """Rows of ``adapter`` at every size of ``plan``: ours, the local limit, the env alone and the
-    Arena-style client, one after another at each size, against one server."""
+    Arena-style client (see :func:`_measure_size`), against one server."""
     rows = []
     with _server(adapter, plan.servers_in_process) as (endpoint, record):
         options = {**dict(record.client_options), "timeout": CLIENT_TIMEOUT_S}
-        execute_steps = int(options.get("execute_steps", 8))
         for num_envs in plan.sizes:
-            ours_run, timers, queries = _drive_ours(adapter, endpoint, options, num_envs, plan, device)
-            chunk = timers.last_chunk[:1].clone().to(device)
-            local_policy = ConstantChunk(chunk)
-            with aa.load_policy("local", policy=local_policy, execute_steps=execute_steps) as local:
-                local_run = drive(local.get_action, local.reset, num_envs, plan, device=device)
-            alone_run = env_alone(chunk[0, 0], num_envs, plan, device)
-            arena = _arena_drive(adapter, endpoint, num_envs, plan, execute_steps, device)
+            runs, timers, queries, arena_requests, arena_skipped = _measure_size(
+                adapter, endpoint, options, num_envs, plan, device)
+            ours_run, local_run = runs["ours"], runs["local"]
             breakdown = _breakdown(adapter, record, timers, max(queries, 1))
             bytes_per_query = (timers.request_bytes + timers.reply_bytes) / max(queries, 1)
             query_s = timers.seconds["get_action"] / max(queries, 1)
-            steps = plan.steps(num_envs)
+            steps = plan.steps(num_envs) * plan.rounds
             common = {"unit": "seconds per env step", "env_steps_per_s": round(ours_run.env_steps_per_s, 1),
                       "requests_per_step": round(timers.requests / steps, 2)}
             name = f"{adapter}, {num_envs} envs"
             rows.append(Row("end_to_end", f"{name} vs local", ours_run.seconds_per_step / num_envs,
                             local_run.seconds_per_step / num_envs, LOCAL_BASELINE,
                             {**common, "local_env_steps_per_s": round(local_run.env_steps_per_s, 1),
-                             "env_alone_env_steps_per_s": round(alone_run.env_steps_per_s, 1),
-                             **({"arena_skipped": arena} if isinstance(arena, str) else {})}))
-            if not isinstance(arena, str):
-                arena_run, arena_requests = arena
+                             "env_alone_env_steps_per_s": round(runs["env alone"].env_steps_per_s, 1),
+                             **({"arena_skipped": arena_skipped} if arena_skipped else {})}))
+            if "Arena-style" in runs:
+                arena_run = runs["Arena-style"]
                 rows.append(Row("end_to_end", f"{name} vs Arena-style", ours_run.seconds_per_step / num_envs,
                                 arena_run.seconds_per_step / num_envs, ARENA_BASELINES[adapter],
                                 {**common, "arena_env_steps_per_s": round(arena_run.env_steps_per_s, 1),
