@@ -34,6 +34,7 @@ times the requests per query. Where per-env requests run concurrently (openpi, o
 parts are summed over the threads and can exceed the wall time. ``floor`` is the bytes of a query
 (requests and replies) over this machine's memory copy bandwidth (``np.copyto``, measured here).
 """
+
 from __future__ import annotations
 
 import json
@@ -123,8 +124,8 @@ class Plan:
     sizes: tuple[int, ...] = (1, 16, 64, 256, 1024)
     warmup: int = 4
     small_steps: int = 96
-    large_steps: int = 24
-    huge_steps: int = 10
+    large_steps: int = 16
+    huge_steps: int = 16
     image_size: tuple[int, int] = IMAGE_SIZE
     servers_in_process: bool = False
     rounds: int = 2
@@ -132,7 +133,9 @@ class Plan:
     def steps(self, num_envs: int) -> int:
         """Measured steps at ``num_envs`` in one round (fewer for big batches: each step costs more);
         each column runs ``rounds`` of them, in alternating order, so load on the machine that comes
-        and goes falls on every column alike."""
+        and goes falls on every column alike. Keep a round a multiple of ``execute_steps`` (8): every
+        env gets its first chunk at the first step, so until each has been reset once the envs that
+        have not refill together every 8 steps, and a shorter window would over- or under-count them."""
         total = self.small_steps if num_envs <= 16 else self.large_steps if num_envs <= 256 else self.huge_steps
         return max(1, -(-total // self.rounds))
 
@@ -219,8 +222,7 @@ def _server(adapter: str, in_process: bool) -> Iterator[tuple[str, Any]]:
     command = ServerProcess.for_expert(adapter, policy="null").command
     if adapter == "gr00t" and "--server-options" in command:
         # a query of all 1024 envs (354 MB) is over the server's default request limit
-        options = {**dict(record.server_options), "max_message_bytes": LARGE_REQUEST_BYTES,
-                   "max_array_bytes": LARGE_REQUEST_BYTES}
+        options = _gr00t_server_options(record)
         command = [*command[: command.index("--server-options") + 1], json.dumps(options)]
     with ServerProcess(command) as process:
         yield process.endpoint, record
@@ -250,6 +252,13 @@ def _instrument(policy: aa.Policy, timers: Timers) -> None:
     timers.wrap(transport, "decode", "client_decode")
 
 
+def _gr00t_server_options(record: Any) -> dict[str, Any]:
+    """The gr00t reference server's options here: a query of all 1024 (or 4096) envs (354 MB, 1.4 GB)
+    is over its default request limit."""
+    return {**dict(record.server_options), "max_message_bytes": LARGE_REQUEST_BYTES,
+            "max_array_bytes": LARGE_REQUEST_BYTES}
+
+
 def _server_parts(adapter: str, record: Any, request: bytes) -> dict[str, float]:
     """Seconds of the reference server's decode, null policy and encode on ``request``, in process."""
     repeat = 3 if len(request) > 1 << 20 else 20
@@ -257,7 +266,7 @@ def _server_parts(adapter: str, record: Any, request: bytes) -> dict[str, float]
         from arena_adapters_gr00t import codec
         from arena_adapters_gr00t.server import ReferenceServer as Gr00tServer
 
-        g = Gr00tServer("null", "127.0.0.1", 0, **dict(record.server_options))
+        g = Gr00tServer("null", "127.0.0.1", 0, **_gr00t_server_options(record))
 
         def g_decode() -> Any:
             return codec.decode(request, writable=True, limits=g.limits, arrays=(g.array_encoding,))
