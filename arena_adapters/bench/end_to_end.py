@@ -18,8 +18,8 @@ whose clocks are staggered at random, so envs reset at different steps) is stepp
   ``openpi_client`` client); OpenVLA, the same loop with ``requests`` + ``json_numpy``.
 
 The env, its observations and the actions live on the device; the clock is read after a device
-synchronisation, so device -> host copies are inside every column. At each size every column runs
-twice (``Plan.rounds``), in alternating order (ours, local, env alone, Arena-style, then the
+synchronisation, so device -> host copies are inside every column. Up to 64 envs every column
+runs twice (``Plan.rounds``), in alternating order (ours, local, env alone, Arena-style, then the
 reverse), each time on a fresh env after warm-up steps; a column's figure is the mean of its rounds,
 so load from other processes that comes and goes falls on every column alike.
 
@@ -125,19 +125,25 @@ class Plan:
     warmup: int = 4
     small_steps: int = 96
     large_steps: int = 16
-    huge_steps: int = 16
+    huge_steps: int = 8
     image_size: tuple[int, int] = IMAGE_SIZE
     servers_in_process: bool = False
     rounds: int = 2
+    most_envs_in_rounds: int = 64
+
+    def rounds_at(self, num_envs: int) -> int:
+        """Rounds per column at ``num_envs``: ``rounds`` up to ``most_envs_in_rounds`` envs (short
+        runs, which passing load skews most), one above (a run of many seconds averages it out)."""
+        return self.rounds if num_envs <= self.most_envs_in_rounds else 1
 
     def steps(self, num_envs: int) -> int:
         """Measured steps at ``num_envs`` in one round (fewer for big batches: each step costs more);
-        each column runs ``rounds`` of them, in alternating order, so load on the machine that comes
-        and goes falls on every column alike. Keep a round a multiple of ``execute_steps`` (8): every
-        env gets its first chunk at the first step, so until each has been reset once the envs that
-        have not refill together every 8 steps, and a shorter window would over- or under-count them."""
+        each column runs :meth:`rounds_at` of them, in alternating order, so load on the machine that
+        comes and goes falls on every column alike. Keep a round a multiple of ``execute_steps`` (8):
+        every env gets its first chunk at the first step, so until each has been reset once the envs
+        that have not refill together every 8 steps, and another window would over- or under-count them."""
         total = self.small_steps if num_envs <= 16 else self.large_steps if num_envs <= 256 else self.huge_steps
-        return max(1, -(-total // self.rounds))
+        return max(1, -(-total // self.rounds_at(num_envs)))
 
 
 FULL = Plan()
@@ -338,7 +344,7 @@ COLUMNS = ("ours", "local", "env alone", "Arena-style")
 
 def _measure_size(adapter: str, endpoint: str, options: dict[str, Any], num_envs: int, plan: Plan, device: str
                   ) -> tuple[dict[str, Drive], Timers, int, int, str | None]:
-    """Every column at one size, ``plan.rounds`` times in alternating order (ours first, so that the
+    """Every column at one size, ``plan.rounds_at(num_envs)`` times in alternating order (ours first, so that the
     local adapter replays the chunk ours got). Returns each column's mean run, ours' timers and
     queries, the Arena-style client's requests, and why that client could not run (or None)."""
     execute_steps = int(options.get("execute_steps", 8))
@@ -347,7 +353,7 @@ def _measure_size(adapter: str, endpoint: str, options: dict[str, Any], num_envs
     queries = arena_requests = 0
     arena_skipped: str | None = None
     chunk = torch.zeros(0)
-    for round_index in range(plan.rounds):
+    for round_index in range(plan.rounds_at(num_envs)):
         for column in COLUMNS if round_index % 2 == 0 else COLUMNS[::-1]:
             if column == "ours":
                 run, made = _drive_ours(adapter, endpoint, options, num_envs, plan, device, timers)
@@ -384,7 +390,7 @@ def _measure_adapter(adapter: str, plan: Plan, bandwidth: float, device: str = "
             breakdown = _breakdown(adapter, record, timers, max(queries, 1))
             bytes_per_query = (timers.request_bytes + timers.reply_bytes) / max(queries, 1)
             query_s = timers.seconds["get_action"] / max(queries, 1)
-            steps = plan.steps(num_envs) * plan.rounds
+            steps = plan.steps(num_envs) * plan.rounds_at(num_envs)
             common = {"unit": "seconds per env step", "env_steps_per_s": round(ours_run.env_steps_per_s, 1),
                       "requests_per_step": round(timers.requests / steps, 2)}
             name = f"{adapter}, {num_envs} envs"
