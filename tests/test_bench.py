@@ -51,7 +51,9 @@ def _check_end_to_end(rows: list[dict[str, Any]]) -> None:
         for num_envs in (1, 16):
             name = f"{adapter}, {num_envs} envs"
             assert by_name[f"{name} vs local"]["extra"]["env_steps_per_s"] > 0
-            assert by_name[f"{name} vs Arena-style"]["extra"]["arena_env_steps_per_s"] > 0
+            assert by_name[f"{name} vs local"]["extra"]["env_alone_env_steps_per_s"] > 0
+            arena = by_name[f"{name} vs Arena-style"]["extra"]
+            assert arena["arena_env_steps_per_s"] > 0 and arena["arena_requests_per_step"] > 0
             query = by_name[f"{name}, one query"]["extra"]
             assert query["queries"] >= 1 and query["bytes_per_query"] > 0
             assert all(query[f"{part}_s"] >= 0 for part in PARTS)

@@ -1,17 +1,27 @@
 """End to end: env steps/s of an eval loop against each reference server serving the ``null`` policy.
 
-For each remote adapter (``gr00t``, ``openpi``, ``openvla``, those installed) and each size, the
-built-in ``reach`` env (two 180x320 cameras, ``num_targets=1``, ``target_speed=0``, episodes of
-:data:`EPISODE_STEPS` steps whose clocks are staggered at random, so envs reset at different steps)
-is stepped as ``evaluate()`` does (``get_action``, ``env.step``, ``reset`` of the finished envs) by:
+For each remote adapter (``gr00t``, ``openpi``, ``openvla``, those installed) and each size (1, 16,
+64, 256, 1024 envs; 4096 too on a cuda device), the built-in ``reach`` env on ``--device`` (two
+180x320 cameras, ``num_targets=1``, ``target_speed=0``, episodes of :data:`EPISODE_STEPS` steps
+whose clocks are staggered at random, so envs reset at different steps) is stepped as
+``evaluate()`` does (``get_action``, ``env.step``, ``reset`` of the finished envs) by:
 
 - ``ours``: the adapter (its plugin's demo options), against the reference server in a process of
   its own (``python -m arena_adapters.envs.expert_server --policy null``: a constant chunk, zero work);
 - ``local``: the in-process ``local`` adapter returning the same constant chunk (the limit);
-- ``Arena-style``: a client for the same server as Isaac Lab Arena's: GR00T re-queries all envs in
-  one batch whenever any env needs a chunk (``gr00t_remote_closedloop``); OpenPI and OpenVLA send one
-  request per env, one after another (``RemoteChunkReplayPolicy``: our adapter with
-  ``max_concurrency=1``).
+- ``env alone``: the env stepped with a constant action, no policy (the ceiling of every column);
+- ``Arena-style``: a client for the same server doing per step what Isaac Lab Arena's remote
+  policies do (:mod:`arena_adapters.bench.arena_clients`): GR00T, ``gr00t_remote_closedloop``
+  (all envs re-queried in one batch whenever any env needs a chunk, the upstream serialiser, the
+  scheduler's per-step work and a ``reset`` round trip per reset); OpenPI, ``RemoteChunkReplayPolicy``
+  (one request per env, one after another, per-env host copies and ``resize_with_pad``, the real
+  ``openpi_client`` client); OpenVLA, the same loop with ``requests`` + ``json_numpy``.
+
+The env, its observations and the actions live on the device; the clock is read after a device
+synchronisation, so device -> host copies are inside every column. Up to 64 envs every column
+runs twice (``Plan.rounds``), in alternating order (ours, local, env alone, Arena-style, then the
+reverse), each time on a fresh env after warm-up steps; a column's figure is the mean of its rounds,
+so load from other processes that comes and goes falls on every column alike.
 
 Time per query of ``ours``, split (microseconds; sums over the measured steps / queries):
 ``obs_translation`` (incl. device -> host), ``encode``, ``transfer`` (round trips minus the server's
@@ -40,25 +50,20 @@ import torch
 from numpy.typing import NDArray
 
 import arena_adapters as aa
+from arena_adapters.bench.arena_clients import ARENA_BASELINES, arena_client
 from arena_adapters.bench.rows import BenchSettings, Row, SectionSkipped
 from arena_adapters.bench.timing import median_seconds
 from arena_adapters.envs.reach import ReachEnv
+from arena_adapters.envs.reach_geometry import TASK_DESCRIPTION
 from arena_adapters.errors import AdapterError
-from arena_adapters.parts import Query
-from arena_adapters.transport.deadline import Deadline
 
 ADAPTERS = ("gr00t", "openpi", "openvla")
 EPISODE_STEPS = 48
-LARGE_REQUEST_BYTES = 1 << 30
+LARGE_REQUEST_BYTES = 1 << 33
 CLIENT_TIMEOUT_S = 300.0
 PARTS = ("obs_translation", "encode", "transfer", "server_decode", "server_policy", "server_encode",
          "client_decode", "action_translation", "scheduler")
 LOCAL_BASELINE = "local adapter, same constant chunk (the limit)"
-ARENA_BASELINES = {
-    "gr00t": "Arena-style: all envs re-queried in one batch when any is due",
-    "openpi": "Arena-style: one request per env, one after another",
-    "openvla": "Arena-style: one request per env, one after another",
-}
 
 
 @dataclass
@@ -72,10 +77,6 @@ class Timers:
     requests: int = 0
     last_request: Any = None
     last_chunk: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
-
-    def clear(self) -> None:
-        self.seconds.clear()
-        self.request_bytes = self.reply_bytes = self.requests = 0
 
     def wrap(self, owner: Any, attribute: str, name: str, after: Callable[[Any], None] | None = None) -> None:
         """Replace ``owner.attribute`` (on this instance only) by a timed call of it."""
@@ -110,53 +111,92 @@ IMAGE_SIZE = (180, 320)
 QUICK_IMAGE_SIZE = (48, 64)
 
 
-def make_env(num_envs: int, image_size: tuple[int, int] = IMAGE_SIZE) -> ReachEnv:
+def make_env(num_envs: int, image_size: tuple[int, int] = IMAGE_SIZE, device: str = "cpu") -> ReachEnv:
     """The reach env of this benchmark: one static target, short episodes (no policy here grasps)."""
-    return ReachEnv(num_envs=num_envs, seed=0, num_targets=1, target_speed=0.0, max_episode_length=EPISODE_STEPS,
-                    image_height=image_size[0], image_width=image_size[1])
+    return ReachEnv(num_envs=num_envs, device=device, seed=0, num_targets=1, target_speed=0.0,
+                    max_episode_length=EPISODE_STEPS, image_height=image_size[0], image_width=image_size[1])
 
 
 @dataclass(frozen=True)
 class Plan:
     """Sizes and lengths of the measurements."""
 
-    sizes: tuple[int, ...] = (1, 16, 256, 1024)
+    sizes: tuple[int, ...] = (1, 16, 64, 256, 1024)
     warmup: int = 4
     small_steps: int = 96
-    large_steps: int = 24
-    huge_steps: int = 10
+    large_steps: int = 16
+    huge_steps: int = 8
     image_size: tuple[int, int] = IMAGE_SIZE
     servers_in_process: bool = False
+    rounds: int = 2
+    most_envs_in_rounds: int = 64
+
+    def rounds_at(self, num_envs: int) -> int:
+        """Rounds per column at ``num_envs``: ``rounds`` up to ``most_envs_in_rounds`` envs (short
+        runs, which passing load skews most), one above (a run of many seconds averages it out)."""
+        return self.rounds if num_envs <= self.most_envs_in_rounds else 1
 
     def steps(self, num_envs: int) -> int:
-        """Measured steps at ``num_envs`` (fewer for big batches: each step costs more)."""
-        return self.small_steps if num_envs <= 16 else self.large_steps if num_envs <= 256 else self.huge_steps
+        """Measured steps at ``num_envs`` in one round (fewer for big batches: each step costs more);
+        each column runs :meth:`rounds_at` of them, in alternating order, so load on the machine that
+        comes and goes falls on every column alike. Keep a round a multiple of ``execute_steps`` (8):
+        every env gets its first chunk at the first step, so until each has been reset once the envs
+        that have not refill together every 8 steps, and another window would over- or under-count them."""
+        total = self.small_steps if num_envs <= 16 else self.large_steps if num_envs <= 256 else self.huge_steps
+        return max(1, -(-total // self.rounds_at(num_envs)))
 
 
 FULL = Plan()
-QUICK = Plan(sizes=(1, 16), warmup=2, small_steps=12, image_size=QUICK_IMAGE_SIZE, servers_in_process=True)
+"""The full plan on cpu: 4096 envs are left out there (a step of 4096 envs' two 180x320 cameras and the
+Arena-style GR00T client's 1.4 GB request per step would take most of the section's 10 minutes)."""
+CUDA_ONLY_SIZE = 4096
+FULL_CUDA = Plan(sizes=(*FULL.sizes, CUDA_ONLY_SIZE))
+"""The full plan on a cuda device: 4096 envs included."""
+QUICK = Plan(sizes=(1, 16), warmup=2, small_steps=12, image_size=QUICK_IMAGE_SIZE, servers_in_process=True, rounds=1)
+
+
+def plan_for(settings: BenchSettings) -> Plan:
+    """:data:`QUICK` with ``--quick``, else :data:`FULL_CUDA` on a cuda device, else :data:`FULL`."""
+    if settings.quick:
+        return QUICK
+    return FULL_CUDA if torch.device(settings.device).type == "cuda" else FULL
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (cuda), so that a clock read after it counts it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def drive(step: Callable[[Any], torch.Tensor], reset: Callable[[NDArray[np.int64]], None], num_envs: int, plan: Plan,
-          on_start: Callable[[], None] = lambda: None) -> Drive:
-    """Step a fresh env as ``evaluate()`` does, episodes out of phase; time ``plan.steps`` after ``plan.warmup``."""
-    env = make_env(num_envs, plan.image_size)
+          on_start: Callable[[], None] = lambda: None, device: str = "cpu") -> Drive:
+    """Step a fresh env on ``device`` as ``evaluate()`` does, episodes out of phase; time ``plan.steps``
+    after ``plan.warmup`` (the device synchronised before each clock read)."""
+    env = make_env(num_envs, plan.image_size, device)
     warmup, steps = plan.warmup, plan.steps(num_envs)
     with torch.inference_mode():
         obs, _ = env.reset()
         clocks = torch.Generator().manual_seed(1)
-        env.episode_length_buf = torch.randint(0, EPISODE_STEPS, (num_envs,), generator=clocks)
+        env.episode_length_buf = torch.randint(0, EPISODE_STEPS, (num_envs,), generator=clocks).to(env.device)
         started = time.perf_counter()
         for index in range(warmup + steps):
             if index == warmup:
                 on_start()
+                synchronize(device)
                 started = time.perf_counter()
             actions = step(obs)
             obs, _, terminated, truncated, _ = env.step(actions)
             done = np.flatnonzero((terminated | truncated).cpu().numpy())
             if len(done):
                 reset(done)
+        synchronize(device)
         return Drive((time.perf_counter() - started) / steps, num_envs)
+
+
+def env_alone(action: torch.Tensor, num_envs: int, plan: Plan, device: str) -> Drive:
+    """The env stepped with a constant action and no policy at all: the ceiling of every column."""
+    actions = action.reshape(1, -1).to(device).expand(num_envs, -1).contiguous()
+    return drive(lambda obs: actions, lambda done: None, num_envs, plan, device=device)
 
 
 class ConstantChunk:
@@ -168,33 +208,6 @@ class ConstantChunk:
     def __call__(self, observation: dict[str, Any]) -> torch.Tensor:
         k = observation["policy"]["joint_pos"].shape[0]
         return self.chunk.expand(k, -1, -1)
-
-
-class RequeryAll:
-    """GR00T as Isaac Lab Arena's ``gr00t_remote_closedloop``: when any env's chunk runs out (or it
-    was reset), one batched request for all envs; every env then restarts on the new chunk."""
-
-    def __init__(self, policy: aa.Policy, num_envs: int, execute_steps: int) -> None:
-        policy.connect()
-        self.policy, self.num_envs, self.execute_steps = policy, num_envs, execute_steps
-        self.index = np.full(num_envs, execute_steps)
-        self.chunk: torch.Tensor | None = None
-        self.rows = torch.arange(num_envs)
-        self.query = Query(self.rows, np.arange(num_envs, dtype=np.int64), torch.device("cpu"), num_envs,
-                           (policy.instruction,) * num_envs)
-
-    def step(self, observation: Any) -> torch.Tensor:
-        if self.chunk is None or (self.index >= self.execute_steps).any():
-            request = self.policy.observation_translator.translate(observation, self.query)
-            reply = self.policy.transport.infer(request, Deadline.after(self.policy.timeout))
-            self.chunk = self.policy.action_translator.translate(reply, self.query)
-            self.index[:] = 0
-        actions = self.chunk[self.rows, torch.from_numpy(self.index)]
-        self.index += 1
-        return actions
-
-    def reset(self, env_ids: NDArray[np.int64]) -> None:
-        self.index[env_ids] = self.execute_steps
 
 
 @contextmanager
@@ -215,8 +228,7 @@ def _server(adapter: str, in_process: bool) -> Iterator[tuple[str, Any]]:
     command = ServerProcess.for_expert(adapter, policy="null").command
     if adapter == "gr00t" and "--server-options" in command:
         # a query of all 1024 envs (354 MB) is over the server's default request limit
-        options = {**dict(record.server_options), "max_message_bytes": LARGE_REQUEST_BYTES,
-                   "max_array_bytes": LARGE_REQUEST_BYTES}
+        options = _gr00t_server_options(record)
         command = [*command[: command.index("--server-options") + 1], json.dumps(options)]
     with ServerProcess(command) as process:
         yield process.endpoint, record
@@ -246,6 +258,13 @@ def _instrument(policy: aa.Policy, timers: Timers) -> None:
     timers.wrap(transport, "decode", "client_decode")
 
 
+def _gr00t_server_options(record: Any) -> dict[str, Any]:
+    """The gr00t reference server's options here: a query of all 1024 (or 4096) envs (354 MB, 1.4 GB)
+    is over its default request limit."""
+    return {**dict(record.server_options), "max_message_bytes": LARGE_REQUEST_BYTES,
+            "max_array_bytes": LARGE_REQUEST_BYTES}
+
+
 def _server_parts(adapter: str, record: Any, request: bytes) -> dict[str, float]:
     """Seconds of the reference server's decode, null policy and encode on ``request``, in process."""
     repeat = 3 if len(request) > 1 << 20 else 20
@@ -253,7 +272,7 @@ def _server_parts(adapter: str, record: Any, request: bytes) -> dict[str, float]
         from arena_adapters_gr00t import codec
         from arena_adapters_gr00t.server import ReferenceServer as Gr00tServer
 
-        g = Gr00tServer("null", "127.0.0.1", 0, **dict(record.server_options))
+        g = Gr00tServer("null", "127.0.0.1", 0, **_gr00t_server_options(record))
 
         def g_decode() -> Any:
             return codec.decode(request, writable=True, limits=g.limits, arrays=(g.array_encoding,))
@@ -301,47 +320,92 @@ def copy_bandwidth(nbytes: int) -> float:
     return float(source.nbytes / median_seconds(lambda: np.copyto(target, source), 3, 5))
 
 
-def _drive_ours(adapter: str, endpoint: str, options: dict[str, Any], num_envs: int, plan: Plan
-                ) -> tuple[Drive, Timers, int]:
-    """The adapter's run, its parts timed; and the number of queries it made while measured."""
-    timers = Timers()
+def _drive_ours(adapter: str, endpoint: str, options: dict[str, Any], num_envs: int, plan: Plan, device: str,
+                timers: Timers) -> tuple[Drive, int]:
+    """The adapter's run, its parts timed into ``timers`` (measured steps only); and the number of
+    queries it made while measured."""
     with aa.load_policy(adapter, endpoint=endpoint, **options) as ours:
         _instrument(ours, timers)
         queries_before = [0]
 
         def start() -> None:
-            timers.clear()
+            timers.on = True
             queries_before[0] = ours.stats.queries
 
-        timers.on = True
-        run = drive(ours.get_action, ours.reset, num_envs, plan, start)
-        timers.on = False
-        return run, timers, ours.stats.queries - queries_before[0]
+        try:
+            run = drive(ours.get_action, ours.reset, num_envs, plan, start, device)
+        finally:
+            timers.on = False
+        return run, ours.stats.queries - queries_before[0]
 
 
-def _measure_adapter(adapter: str, plan: Plan, bandwidth: float) -> list[Row]:
+COLUMNS = ("ours", "local", "env alone", "Arena-style")
+
+
+def _measure_size(adapter: str, endpoint: str, options: dict[str, Any], num_envs: int, plan: Plan, device: str
+                  ) -> tuple[dict[str, Drive], Timers, int, int, str | None]:
+    """Every column at one size, ``plan.rounds_at(num_envs)`` times in alternating order (ours first, so that the
+    local adapter replays the chunk ours got). Returns each column's mean run, ours' timers and
+    queries, the Arena-style client's requests, and why that client could not run (or None)."""
+    execute_steps = int(options.get("execute_steps", 8))
+    timers = Timers()
+    runs: dict[str, list[Drive]] = defaultdict(list)
+    queries = arena_requests = 0
+    arena_skipped: str | None = None
+    chunk = torch.zeros(0)
+    for round_index in range(plan.rounds_at(num_envs)):
+        for column in COLUMNS if round_index % 2 == 0 else COLUMNS[::-1]:
+            if column == "ours":
+                run, made = _drive_ours(adapter, endpoint, options, num_envs, plan, device, timers)
+                queries += made
+                chunk = timers.last_chunk[:1].clone().to(device)
+            elif column == "local":
+                with aa.load_policy("local", policy=ConstantChunk(chunk), execute_steps=execute_steps) as local:
+                    run = drive(local.get_action, local.reset, num_envs, plan, device=device)
+            elif column == "env alone":
+                run = env_alone(chunk[0, 0], num_envs, plan, device)
+            else:
+                arena = _arena_drive(adapter, endpoint, num_envs, plan, execute_steps, device)
+                if isinstance(arena, str):
+                    arena_skipped = arena
+                    continue
+                run, sent = arena
+                arena_requests += sent
+            runs[column].append(run)
+    mean = {column: Drive(sum(r.seconds_per_step for r in done) / len(done), num_envs)
+            for column, done in runs.items()}
+    return mean, timers, queries, arena_requests, arena_skipped
+
+
+def _measure_adapter(adapter: str, plan: Plan, bandwidth: float, device: str = "cpu") -> list[Row]:
+    """Rows of ``adapter`` at every size of ``plan``: ours, the local limit, the env alone and the
+    Arena-style client (see :func:`_measure_size`), against one server."""
     rows = []
     with _server(adapter, plan.servers_in_process) as (endpoint, record):
         options = {**dict(record.client_options), "timeout": CLIENT_TIMEOUT_S}
-        execute_steps = int(options.get("execute_steps", 8))
         for num_envs in plan.sizes:
-            ours_run, timers, queries = _drive_ours(adapter, endpoint, options, num_envs, plan)
-            chunk = timers.last_chunk[:1].clone()
-            local_policy = ConstantChunk(chunk)
-            with aa.load_policy("local", policy=local_policy, execute_steps=execute_steps) as local:
-                local_run = drive(local.get_action, local.reset, num_envs, plan)
-            arena_run = _arena_drive(adapter, endpoint, options, num_envs, plan, execute_steps)
+            runs, timers, queries, arena_requests, arena_skipped = _measure_size(
+                adapter, endpoint, options, num_envs, plan, device)
+            ours_run, local_run = runs["ours"], runs["local"]
             breakdown = _breakdown(adapter, record, timers, max(queries, 1))
             bytes_per_query = (timers.request_bytes + timers.reply_bytes) / max(queries, 1)
             query_s = timers.seconds["get_action"] / max(queries, 1)
-            common = {"unit": "seconds per env step", "env_steps_per_s": round(ours_run.env_steps_per_s, 1)}
+            steps = plan.steps(num_envs) * plan.rounds_at(num_envs)
+            common = {"unit": "seconds per env step", "env_steps_per_s": round(ours_run.env_steps_per_s, 1),
+                      "requests_per_step": round(timers.requests / steps, 2)}
             name = f"{adapter}, {num_envs} envs"
             rows.append(Row("end_to_end", f"{name} vs local", ours_run.seconds_per_step / num_envs,
                             local_run.seconds_per_step / num_envs, LOCAL_BASELINE,
-                            {**common, "local_env_steps_per_s": round(local_run.env_steps_per_s, 1)}))
-            rows.append(Row("end_to_end", f"{name} vs Arena-style", ours_run.seconds_per_step / num_envs,
-                            arena_run.seconds_per_step / num_envs, ARENA_BASELINES[adapter],
-                            {**common, "arena_env_steps_per_s": round(arena_run.env_steps_per_s, 1)}))
+                            {**common, "local_env_steps_per_s": round(local_run.env_steps_per_s, 1),
+                             "env_alone_env_steps_per_s": round(runs["env alone"].env_steps_per_s, 1),
+                             **({"arena_skipped": arena_skipped} if arena_skipped else {})}))
+            if "Arena-style" in runs:
+                arena_run = runs["Arena-style"]
+                rows.append(Row("end_to_end", f"{name} vs Arena-style", ours_run.seconds_per_step / num_envs,
+                                arena_run.seconds_per_step / num_envs, ARENA_BASELINES[adapter],
+                                {**common, "arena_env_steps_per_s": round(arena_run.env_steps_per_s, 1),
+                                 "arena_requests_per_step": round(arena_requests / steps, 2),
+                                 "limit_vs_arena": round(arena_run.seconds_per_step / local_run.seconds_per_step, 2)}))
             split = ", ".join(f"{part} {_short(breakdown[part])}" for part in PARTS)
             rows.append(Row("end_to_end", f"{name}, one query", query_s, bytes_per_query / bandwidth,
                             f"physical floor (bytes / copy bandwidth); per query: {split}",
@@ -352,14 +416,23 @@ def _measure_adapter(adapter: str, plan: Plan, bandwidth: float) -> list[Row]:
     return rows
 
 
-def _arena_drive(adapter: str, endpoint: str, options: dict[str, Any], num_envs: int, plan: Plan,
-                 execute_steps: int) -> Drive:
-    if adapter == "gr00t":
-        with aa.load_policy(adapter, endpoint=endpoint, **options) as parts:
-            client = RequeryAll(parts, num_envs, execute_steps)
-            return drive(client.step, client.reset, num_envs, plan)
-    with aa.load_policy(adapter, endpoint=endpoint, **{**options, "max_concurrency": 1}) as one_by_one:
-        return drive(one_by_one.get_action, one_by_one.reset, num_envs, plan)
+def _arena_drive(adapter: str, endpoint: str, num_envs: int, plan: Plan, execute_steps: int, device: str
+                 ) -> tuple[Drive, int] | str:
+    """The Arena-style client's run and its requests while measured; or why it could not run."""
+    try:
+        client = arena_client(adapter, endpoint, num_envs, device, execute_steps, TASK_DESCRIPTION)
+    except ImportError as exc:
+        return f"the Arena-style client needs {exc.name or exc}, which is not installed"
+    requests_before = [0]
+
+    def start() -> None:
+        requests_before[0] = client.requests
+
+    try:
+        run = drive(client.step, client.reset, num_envs, plan, start, device)
+        return run, client.requests - requests_before[0]
+    finally:
+        client.close()
 
 
 def _short(seconds: float) -> str:
@@ -398,19 +471,24 @@ def run(settings: BenchSettings) -> list[Row]:
             continue
     if not available:
         raise SectionSkipped(f"none of the adapters {list(ADAPTERS)} is installed with a reference server")
+    if torch.device(settings.device).type == "cuda" and not torch.cuda.is_available():
+        raise SectionSkipped(f"device {settings.device!r}: cuda is not available on this machine")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        plan = QUICK if settings.quick else FULL
+        plan = plan_for(settings)
         copy_bytes = (4 if settings.quick else 64) << 20
         bandwidth = copy_bandwidth(copy_bytes)
         rows = []
         for adapter in available:
-            rows.extend(_measure_adapter(adapter, plan, bandwidth))
+            rows.extend(_measure_adapter(adapter, plan, bandwidth, settings.device))
         copied = f"memory copy bandwidth (np.copyto, {copy_bytes >> 20} MiB)"
-        rows.append(Row("end_to_end", copied, 1 / bandwidth, 1 / bandwidth,
-                        "the floor's denominator", {"unit": "seconds per byte",
-                                                    "GB_per_s": round(bandwidth / 1e9, 2)}))
+        note = "the floor's denominator; sizes " + ", ".join(map(str, plan.sizes))
+        if plan is FULL:
+            note += f"; {CUDA_ONLY_SIZE} envs on cuda only (on cpu the section would run well over 10 minutes)"
+        rows.append(Row("end_to_end", copied, 1 / bandwidth, 1 / bandwidth, note,
+                        {"unit": "seconds per byte", "GB_per_s": round(bandwidth / 1e9, 2),
+                         "sizes": list(plan.sizes)}))
         return rows
     finally:
         torch.set_num_threads(threads)
