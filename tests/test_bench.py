@@ -59,6 +59,7 @@ def _check_end_to_end(rows: list[dict[str, Any]]) -> None:
             assert all(query[f"{part}_s"] >= 0 for part in PARTS)
             for part in ("obs_translation", "encode", "server_decode", "client_decode", "action_translation"):
                 assert query[f"{part}_s"] > 0, (name, part)
+            assert (query.get("wire_floor_s", 0) > 0) == (adapter == "gr00t"), (name, query)
     assert by_name["memory copy bandwidth (np.copyto, 4 MiB)"]["extra"]["GB_per_s"] > 0
 
 

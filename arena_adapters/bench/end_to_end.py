@@ -33,6 +33,8 @@ server functions (decode, null policy, encode) timed in this process on the last
 times the requests per query. Where per-env requests run concurrently (openpi, openvla), client
 parts are summed over the threads and can exceed the wall time. ``floor`` is the bytes of a query
 (requests and replies) over this machine's memory copy bandwidth (``np.copyto``, measured here).
+For gr00t, ``wire_floor_s`` is a raw ZeroMQ round trip of the request's bytes to an echo process
+(:mod:`arena_adapters.bench.wire_floor`): what ``transfer`` cannot go below over that socket.
 """
 
 from __future__ import annotations
@@ -407,12 +409,16 @@ def _measure_adapter(adapter: str, plan: Plan, bandwidth: float, device: str = "
                                  "arena_requests_per_step": round(arena_requests / steps, 2),
                                  "limit_vs_arena": round(arena_run.seconds_per_step / local_run.seconds_per_step, 2)}))
             split = ", ".join(f"{part} {_short(breakdown[part])}" for part in PARTS)
+            wire = {}
+            if adapter == "gr00t" and timers.requests:
+                wire = {"wire_floor_s": _wire_floor(timers.request_bytes // timers.requests)}
+                split += f"; wire floor (raw ZeroMQ round trip of the request's bytes) {_short(wire['wire_floor_s'])}"
             rows.append(Row("end_to_end", f"{name}, one query", query_s, bytes_per_query / bandwidth,
                             f"physical floor (bytes / copy bandwidth); per query: {split}",
                             {"unit": "seconds per query (get_action with a query, ours)",
                              "queries": queries, "requests_per_query": round(timers.requests / max(queries, 1), 2),
                              "bytes_per_query": int(bytes_per_query),
-                             **{f"{part}_s": breakdown[part] for part in PARTS}}))
+                             **{f"{part}_s": breakdown[part] for part in PARTS}, **wire}))
     return rows
 
 
@@ -433,6 +439,15 @@ def _arena_drive(adapter: str, endpoint: str, num_envs: int, plan: Plan, execute
         return run, client.requests - requests_before[0]
     finally:
         client.close()
+
+
+def _wire_floor(request_bytes: int) -> float:
+    """Seconds of a raw ZeroMQ round trip of ``request_bytes`` to an echo process
+    (:mod:`arena_adapters.bench.wire_floor`)."""
+    from arena_adapters.bench.wire_floor import ZmqEcho
+
+    with ZmqEcho() as echo:
+        return echo.round_trip_s(request_bytes)
 
 
 def _short(seconds: float) -> str:
