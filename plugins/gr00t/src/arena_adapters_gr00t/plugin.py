@@ -73,6 +73,8 @@ SERVER_OPTIONS: tuple[Option, ...] = (
     Option("array_encoding", str, NPY, "the server's era: npy (N1.6 __ndarray_class__ arrays) or nd "
            "(N1.7-era msgpack-numpy arrays and the __ModalityConfig__ marker)", choices=ARRAY_ENCODINGS),
     *server_limit_options(),
+    Option("writable_arrays", bool, True, "give the policy arrays with their own writable memory, as np.load "
+           "does; false: read-only views of the request, no copy (policies that never write their input)"),
     Option("fault_injector", object, None, "f(reply_bytes) -> ReplyFault | None, called before each reply "
            "(conformance and fault tests)"),
 )
@@ -181,6 +183,6 @@ def register_served_experts(register: Register[ServedExpertRecord]) -> None:
         description="the reach expert as a GR00T DROID policy (32-step chunks, served flat)",
         adapter="gr00t",
         environment="reach",
-        server_options={"format": protocol.FLAT},
+        server_options={"format": protocol.FLAT, "writable_arrays": False},  # the expert only reads
         client_options={"execute_steps": 8},
     ))

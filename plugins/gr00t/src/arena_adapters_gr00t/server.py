@@ -83,6 +83,9 @@ class ReferenceServer:
         strict: validate observations of the built-in policy and flat wrapper like upstream.
         array_encoding: the era of arrays it reads and writes: ``"npy"`` (N1.6) or ``"nd"`` (N1.7-era).
         max_message_bytes, max_array_bytes, max_depth: the limits on requests.
+        writable_arrays: give the policy arrays with their own writable memory, as upstream's
+            ``np.load`` does (default); ``False``: read-only views of the request frame, without
+            copying it (for policies that never write into their observation).
         fault_injector: ``f(reply_bytes) -> ReplyFault | None``, called before each reply.
     """
 
@@ -100,6 +103,7 @@ class ReferenceServer:
         max_message_bytes: int = SERVER_MAX_REQUEST_BYTES,
         max_array_bytes: int = DecodeLimits.max_array_bytes,
         max_depth: int = DecodeLimits.max_depth,
+        writable_arrays: bool = True,
         fault_injector: FaultInjector | None = None,
     ) -> None:
         if array_encoding not in ARRAY_ENCODINGS:
@@ -108,6 +112,7 @@ class ReferenceServer:
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"option 'port': expected 0-65535 (0 picks a free port), got {port!r}")
         self.array_encoding = array_encoding
+        self.writable_arrays = bool(writable_arrays)
         self.limits = DecodeLimits(max_message_bytes=max_message_bytes, max_array_bytes=max_array_bytes,
                                    max_depth=max_depth)
         if fault_injector is not None and not callable(fault_injector):
@@ -175,7 +180,7 @@ class ReferenceServer:
         """Answer one request frame with the reply frame (what the socket loop sends back)."""
         arrays = self.array_encoding
         try:
-            request = decode(frame, writable=True, limits=self.limits, arrays=(arrays,))
+            request = decode(frame, writable=self.writable_arrays, limits=self.limits, arrays=(arrays,))
             if not isinstance(request, dict):
                 raise ValueError(f"a request must be a map, got {type(request).__name__}")
             if self.api_token is not None and request.get("api_token") != self.api_token:
@@ -331,10 +336,12 @@ def start_reference_server(
     max_message_bytes: int = SERVER_MAX_REQUEST_BYTES,
     max_array_bytes: int = DecodeLimits.max_array_bytes,
     max_depth: int = DecodeLimits.max_depth,
+    writable_arrays: bool = True,
     fault_injector: FaultInjector | None = None,
 ) -> ReferenceServer:
     """Start a :class:`ReferenceServer` (factory of the ``gr00t.server`` record); returns once listening."""
     return ReferenceServer(policy, host, port, api_token=api_token, format=format,
                            protocol_version=protocol_version, strict=strict, array_encoding=array_encoding,
                            max_message_bytes=max_message_bytes, max_array_bytes=max_array_bytes,
-                           max_depth=max_depth, fault_injector=fault_injector).start()
+                           max_depth=max_depth, writable_arrays=writable_arrays,
+                           fault_injector=fault_injector).start()
