@@ -277,7 +277,7 @@ def _server_parts(adapter: str, record: Any, request: bytes) -> dict[str, float]
         g = Gr00tServer("null", "127.0.0.1", 0, **_gr00t_server_options(record))
 
         def g_decode() -> Any:
-            return codec.decode(request, writable=True, limits=g.limits, arrays=(g.array_encoding,))
+            return codec.decode(request, writable=g.writable_arrays, limits=g.limits, arrays=(g.array_encoding,))
 
         message = g_decode()
         result = g.policy.get_action(**message.get("data", {}))
