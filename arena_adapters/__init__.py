@@ -15,7 +15,7 @@ Plugin authors start at :mod:`arena_adapters.hookspecs`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from arena_adapters.errors import (
     ActionError,
@@ -31,6 +31,7 @@ from arena_adapters.errors import (
     UnknownEnvironmentError,
 )
 from arena_adapters.hookspecs import hookimpl
+from arena_adapters.importing import lazy_exports
 from arena_adapters.options import Option
 from arena_adapters.plugins import PluginRegistry, default_registry
 
@@ -38,20 +39,9 @@ if TYPE_CHECKING:
     from arena_adapters.policy import Policy, load_policy
     from arena_adapters.scheduler import ActionChunkScheduler
 
-_LAZY = {"Policy": "arena_adapters.policy", "load_policy": "arena_adapters.policy",
-         "ActionChunkScheduler": "arena_adapters.scheduler"}
+__getattr__ = lazy_exports(__name__, {"Policy": "policy", "load_policy": "policy",
+                                      "ActionChunkScheduler": "scheduler"})
 """Imported on first use: they need torch, which processes such as reference servers never import."""
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'arena_adapters' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
 
 
 def available_adapters() -> list[str]:

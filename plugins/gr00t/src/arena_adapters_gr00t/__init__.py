@@ -9,8 +9,9 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from arena_adapters.importing import lazy_exports
 
 if TYPE_CHECKING:
     from arena_adapters_gr00t.codec import decode, encode
@@ -28,16 +29,7 @@ _EXPORTS = {
     "Gr00tObservations": "translators", "Gr00tTransport": "transport",
 }
 """Imported on first use, so that a server process importing one module does not import torch."""
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'arena_adapters_gr00t' has no attribute {name!r}")
-    value = getattr(import_module(f"arena_adapters_gr00t.{module}"), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "ActionConfig",

@@ -11,8 +11,9 @@ the reference server ``openpi.server`` (:func:`start_server`) and the probe ``op
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from arena_adapters.importing import lazy_exports
 
 if TYPE_CHECKING:
     from arena_adapters.transport import DecodeLimits
@@ -31,16 +32,7 @@ _EXPORTS = {
     "WebsocketTransport": "transport",
 }
 """Imported on first use, so that a server process importing one module does not import torch."""
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'arena_adapters_openpi' has no attribute {name!r}")
-    value = getattr(import_module(f"arena_adapters_openpi.{module}"), name)
-    globals()[name] = value
-    return value
-
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __version__ = "0.1.0"
 
