@@ -383,7 +383,7 @@ def _measure_adapter(adapter: str, plan: Plan, bandwidth: float, device: str = "
     """Rows of ``adapter`` at every size of ``plan``: ours, the local limit, the env alone and the
     Arena-style client (see :func:`_measure_size`), against one server."""
     rows = []
-    with _server(adapter, plan.servers_in_process) as (endpoint, record):
+    with _server(adapter, plan.servers_in_process) as (endpoint, record), _wire_echo(adapter) as echo:
         options = {**dict(record.client_options), "timeout": CLIENT_TIMEOUT_S}
         for num_envs in plan.sizes:
             runs, timers, queries, arena_requests, arena_skipped = _measure_size(
@@ -410,8 +410,8 @@ def _measure_adapter(adapter: str, plan: Plan, bandwidth: float, device: str = "
                                  "limit_vs_arena": round(arena_run.seconds_per_step / local_run.seconds_per_step, 2)}))
             split = ", ".join(f"{part} {_short(breakdown[part])}" for part in PARTS)
             wire = {}
-            if adapter == "gr00t" and timers.requests:
-                wire = {"wire_floor_s": _wire_floor(timers.request_bytes // timers.requests)}
+            if echo is not None and timers.requests:
+                wire = {"wire_floor_s": echo.round_trip_s(timers.request_bytes // timers.requests)}
                 split += f"; wire floor (raw ZeroMQ round trip of the request's bytes) {_short(wire['wire_floor_s'])}"
             rows.append(Row("end_to_end", f"{name}, one query", query_s, bytes_per_query / bandwidth,
                             f"physical floor (bytes / copy bandwidth); per query: {split}",
@@ -441,13 +441,17 @@ def _arena_drive(adapter: str, endpoint: str, num_envs: int, plan: Plan, execute
         client.close()
 
 
-def _wire_floor(request_bytes: int) -> float:
-    """Seconds of a raw ZeroMQ round trip of ``request_bytes`` to an echo process
-    (:mod:`arena_adapters.bench.wire_floor`)."""
+@contextmanager
+def _wire_echo(adapter: str) -> Iterator[Any]:
+    """For gr00t, an echo process to time raw ZeroMQ round trips against (the wire floor,
+    :mod:`arena_adapters.bench.wire_floor`); None for the other adapters."""
+    if adapter != "gr00t":
+        yield None
+        return
     from arena_adapters.bench.wire_floor import ZmqEcho
 
     with ZmqEcho() as echo:
-        return echo.round_trip_s(request_bytes)
+        yield echo
 
 
 def _short(seconds: float) -> str:
