@@ -96,6 +96,19 @@ def test_a_server_that_dies_at_start_is_reported_with_its_stderr() -> None:
     assert not server.running
 
 
+def test_server_options_override_the_registered_ones_in_a_process_of_its_own() -> None:
+    import json
+
+    from arena_adapters.envs.expert_server import served_expert
+
+    with ServerProcess.for_expert("gr00t", policy="null", server_options={"max_message_bytes": 1 << 20}) as server:
+        options = json.loads(server.command[server.command.index("--server-options") + 1])
+        assert options == {**served_expert("gr00t").server_options, "max_message_bytes": 1 << 20}
+        assert server.endpoint.startswith("tcp://127.0.0.1:")
+    with pytest.raises(ConfigError, match="must be importable by name"):
+        ServerProcess.for_policy("gr00t", lambda: None, {})
+
+
 def test_a_silent_server_is_stopped_after_the_ready_timeout() -> None:
     server = ServerProcess([sys.executable, "-c", "import time; time.sleep(60)"], ready_timeout_s=1.0)
     with pytest.raises(TransportError, match="did not report ready in 1 s"):

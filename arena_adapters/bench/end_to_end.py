@@ -227,12 +227,8 @@ def _server(adapter: str, in_process: bool) -> Iterator[tuple[str, Any]]:
         finally:
             server.stop()
         return
-    command = ServerProcess.for_expert(adapter, policy="null").command
-    if adapter == "gr00t" and "--server-options" in command:
-        # a query of all 1024 envs (354 MB) is over the server's default request limit
-        options = _gr00t_server_options(record)
-        command = [*command[: command.index("--server-options") + 1], json.dumps(options)]
-    with ServerProcess(command) as process:
+    options = _gr00t_server_options(record) if adapter == "gr00t" else None
+    with ServerProcess.for_expert(adapter, policy="null", server_options=options) as process:
         yield process.endpoint, record
 
 

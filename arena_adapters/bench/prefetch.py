@@ -36,9 +36,7 @@ Two limits are reported with each row, both above 1 only where prefetch can help
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -49,7 +47,6 @@ import torch
 
 import arena_adapters as aa
 from arena_adapters.bench.rows import BenchSettings, Row
-from arena_adapters.envs.expert_server import reference_server_factory
 from arena_adapters.envs.reach import ReachEnv
 from arena_adapters.errors import AdapterError
 from arena_adapters.evaluation.server_process import ServerProcess
@@ -183,15 +180,11 @@ def _gr00t_server() -> Iterator[str | None]:
     a policy server runs (in this process, its decoding and encoding would hold this process's GIL
     while the env steps); ``None`` when the plugin is not installed."""
     try:
-        factory = reference_server_factory("gr00t")
+        process = ServerProcess.for_policy("gr00t", slow_reference_policy, {"format": "flat"})
     except (AdapterError, ImportError):
         yield None
         return
-    command = [sys.executable, "-m", "arena_adapters.envs.expert_server",
-               "--server", f"{factory.__module__}:{factory.__qualname__}",
-               "--expert", f"{__name__}:{slow_reference_policy.__name__}",
-               "--server-options", json.dumps({"format": "flat"})]
-    with ServerProcess(command) as server:
+    with process as server:
         yield server.endpoint
 
 

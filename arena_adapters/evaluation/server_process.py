@@ -10,7 +10,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -48,9 +48,10 @@ class ServerProcess:
 
     @staticmethod
     def for_expert(adapter: str, *, host: str = "127.0.0.1", port: int = 0, policy: str = EXPERT_POLICY,
-                   environment: str = "reach") -> ServerProcess:
+                   environment: str = "reach", server_options: Mapping[str, Any] | None = None) -> ServerProcess:
         """``environment``'s expert (or, with ``policy="null"``, the server's zero-work policy)
-        served by ``adapter``'s reference server, as the adapter's plugin registered it.
+        served by ``adapter``'s reference server, as the adapter's plugin registered it
+        (``server_options`` override the registered ones).
 
         The factories are looked up here and passed to the process by import path, so that it
         imports only the server and the served policy (and starts quickly); factories that cannot
@@ -58,20 +59,38 @@ class ServerProcess:
 
         Raises:
             ConfigError: the adapter cannot serve the expert (see
-                :func:`~arena_adapters.envs.expert_server.served_expert`) or has no server.
+                :func:`~arena_adapters.envs.expert_server.served_expert`) or has no server, or
+                ``server_options`` cannot be passed to the process.
         """
         record = served_expert(adapter, environment)
         if record.in_process:
             raise ConfigError(f"adapter {adapter!r} runs the {environment!r} expert in process; it has no server")
-        server, expert = _import_path(reference_server_factory(adapter)), _import_path(record.factory)
-        command = [sys.executable, "-m", "arena_adapters.envs.expert_server", "--host", host, "--port", str(port),
-                   "--policy", policy]
-        options = _as_json(record.server_options)
-        if server and expert and options:
-            command += ["--server", server, "--expert", expert, "--server-options", options]
-        else:
-            command += ["--adapter", adapter, "--environment", environment]
-        return ServerProcess(command)
+        options = {**record.server_options, **(server_options or {})}
+        serving = _serving_arguments(reference_server_factory(adapter), record.factory, options)
+        if serving is None:
+            if server_options:
+                raise ConfigError(f"server_options {dict(server_options)!r}: the {adapter!r} expert's server "
+                                  f"cannot be started with options (its factories or options are not importable "
+                                  f"by name or JSON)")
+            serving = ["--adapter", adapter, "--environment", environment]
+        return ServerProcess([*_expert_server_command(host, port, policy), *serving])
+
+    @staticmethod
+    def for_policy(adapter: str, factory: Any, server_options: Mapping[str, Any], *, host: str = "127.0.0.1",
+                   port: int = 0, policy: str = EXPERT_POLICY) -> ServerProcess:
+        """The policy ``factory()`` makes (or, with ``policy="null"``, the server's zero-work policy)
+        served by ``adapter``'s reference server with ``server_options``.
+
+        Raises:
+            ConfigError: ``factory`` or the options cannot be passed to a process (not importable by
+                name; not JSON).
+            AdapterError: the adapter has no reference server.
+        """
+        serving = _serving_arguments(reference_server_factory(adapter), factory, server_options)
+        if serving is None:
+            raise ConfigError(f"{factory!r} and the options {dict(server_options)!r} must be importable by name "
+                              f"and JSON to be passed to a server process")
+        return ServerProcess([*_expert_server_command(host, port, policy), *serving])
 
     @property
     def pid(self) -> int | None:
@@ -166,6 +185,19 @@ class ServerProcess:
     ) -> None:
         self.stop()
         self._stderr.close()
+
+
+def _expert_server_command(host: str, port: int, policy: str) -> list[str]:
+    return [sys.executable, "-m", "arena_adapters.envs.expert_server", "--host", host, "--port", str(port),
+            "--policy", policy]
+
+
+def _serving_arguments(server_factory: Any, factory: Any, options: Mapping[str, Any]) -> list[str] | None:
+    """``--server``, ``--expert`` and ``--server-options`` naming them, or None if one cannot be named."""
+    server, expert, text = _import_path(server_factory), _import_path(factory), _as_json(options)
+    if not (server and expert and text):
+        return None
+    return ["--server", server, "--expert", expert, "--server-options", text]
 
 
 def _import_path(target: Any) -> str:
