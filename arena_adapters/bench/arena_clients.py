@@ -61,6 +61,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from arena_adapters.bench.codecs import gr00t_upstream_decode, gr00t_upstream_encode
+
 CAMERAS = (("camera_obs", "external_camera_rgb"), ("camera_obs", "wrist_camera_rgb"))
 """The reach env's two cameras, in the order the DROID requests name them (exterior, wrist)."""
 OPENPI_IMAGE_SIZE = 224
@@ -117,8 +119,6 @@ class ArenaGr00tClient:
         self.requests = 0
 
     def _call(self, endpoint: str, data: dict[str, Any]) -> Any:
-        from arena_adapters.bench.codecs import gr00t_upstream_decode, gr00t_upstream_encode
-
         self._socket.send(gr00t_upstream_encode({"endpoint": endpoint, "data": data}))
         reply = gr00t_upstream_decode(self._socket.recv())
         self.requests += 1
