@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -65,12 +64,11 @@ class ZmqEcho:
             pass  # the process is killed below
         self._socket.close(linger=0)
         self._context.term()
-        deadline = time.monotonic() + 5
-        while self._process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if self._process.poll() is None:
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
             self._process.kill()
-        self._process.wait()
+            self._process.wait()
 
     def __enter__(self) -> ZmqEcho:
         return self
