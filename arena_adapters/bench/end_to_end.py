@@ -35,6 +35,11 @@ parts are summed over the threads and can exceed the wall time. ``floor`` is the
 (requests and replies) over this machine's memory copy bandwidth (``np.copyto``, measured here).
 For gr00t, ``wire_floor_s`` is a raw ZeroMQ round trip of the request's bytes to an echo process
 (:mod:`arena_adapters.bench.wire_floor`): what ``transfer`` cannot go below over that socket.
+
+One GR00T server is one socket, so on a cuda device gr00t is measured from 1024 envs up against
+:data:`CUDA_REPLICAS` server processes too (``Plan.replicas``: the adapter's replicas, one
+comma-separated ``endpoint``; each query split into one request per replica, sent concurrently),
+beside the local limit: rows ``gr00t, N envs, R replicas vs local``.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +137,14 @@ class Plan:
     servers_in_process: bool = False
     rounds: int = 2
     most_envs_in_rounds: int = 64
+    replicas: int = 1
+    replicas_from_envs: int = 1024
+
+    def replicas_at(self, adapter: str, num_envs: int) -> int:
+        """Server replicas gr00t is measured against too at ``num_envs`` (1: none). One GR00T server is
+        one ZeroMQ socket, whose raw round trip (the wire floor) caps a large batch's queries: with
+        ``replicas`` servers the policy splits each query into that many requests, sent concurrently."""
+        return self.replicas if adapter == "gr00t" and num_envs >= self.replicas_from_envs else 1
 
     def rounds_at(self, num_envs: int) -> int:
         """Rounds per column at ``num_envs``: ``rounds`` up to ``most_envs_in_rounds`` envs (short
@@ -152,9 +165,12 @@ FULL = Plan()
 """The full plan on cpu: 4096 envs are left out there (a step of 4096 envs' two 180x320 cameras and the
 Arena-style GR00T client's 1.4 GB request per step would take most of the section's 10 minutes)."""
 CUDA_ONLY_SIZE = 4096
-FULL_CUDA = Plan(sizes=(*FULL.sizes, CUDA_ONLY_SIZE))
-"""The full plan on a cuda device: 4096 envs included."""
-QUICK = Plan(sizes=(1, 16), warmup=2, small_steps=12, image_size=QUICK_IMAGE_SIZE, servers_in_process=True, rounds=1)
+CUDA_REPLICAS = 8
+FULL_CUDA = Plan(sizes=(*FULL.sizes, CUDA_ONLY_SIZE), replicas=CUDA_REPLICAS)
+"""The full plan on a cuda device: 4096 envs included, and gr00t from 1024 envs up against
+:data:`CUDA_REPLICAS` servers too (each a process of its own: a machine of 16 or more cores)."""
+QUICK = Plan(sizes=(1, 16), warmup=2, small_steps=12, image_size=QUICK_IMAGE_SIZE, servers_in_process=True, rounds=1,
+             replicas=2, replicas_from_envs=16)
 
 
 def plan_for(settings: BenchSettings) -> Plan:
@@ -213,23 +229,26 @@ class ConstantChunk:
 
 
 @contextmanager
-def _server(adapter: str, in_process: bool) -> Iterator[tuple[str, Any]]:
-    """The adapter's reference server serving the null policy: a process of its own, or (``--quick``,
-    to save its start-up) a thread of this one."""
+def _servers(adapter: str, in_process: bool, count: int = 1) -> Iterator[tuple[list[str], Any]]:
+    """``count`` reference servers of the adapter serving the null policy (their endpoints, and the
+    served expert's record): processes of their own, or (``--quick``, to save their start-up) threads
+    of this one."""
     from arena_adapters.envs.expert_server import served_expert, start_expert_server
     from arena_adapters.evaluation.server_process import ServerProcess
 
     record = served_expert(adapter)
-    if in_process:
-        server = start_expert_server(adapter, policy="null")
-        try:
-            yield server.endpoint, record
-        finally:
-            server.stop()
-        return
-    options = _gr00t_server_options(record) if adapter == "gr00t" else None
-    with ServerProcess.for_expert(adapter, policy="null", server_options=options) as process:
-        yield process.endpoint, record
+    with ExitStack() as stack:
+        endpoints = []
+        for _ in range(count):
+            if in_process:
+                server = start_expert_server(adapter, policy="null")
+                stack.callback(server.stop)
+                endpoints.append(server.endpoint)
+            else:
+                options = _gr00t_server_options(record) if adapter == "gr00t" else None
+                process = stack.enter_context(ServerProcess.for_expert(adapter, policy="null", server_options=options))
+                endpoints.append(process.endpoint)
+        yield endpoints, record
 
 
 def _instrument(policy: aa.Policy, timers: Timers) -> None:
@@ -379,7 +398,9 @@ def _measure_adapter(adapter: str, plan: Plan, bandwidth: float, device: str = "
     """Rows of ``adapter`` at every size of ``plan``: ours, the local limit, the env alone and the
     Arena-style client (see :func:`_measure_size`), against one server."""
     rows = []
-    with _server(adapter, plan.servers_in_process) as (endpoint, record), _wire_echo(adapter) as echo:
+    count = max(plan.replicas_at(adapter, num_envs) for num_envs in plan.sizes)
+    with _servers(adapter, plan.servers_in_process, count) as (endpoints, record), _wire_echo(adapter) as echo:
+        endpoint = endpoints[0]
         options = {**dict(record.client_options), "timeout": CLIENT_TIMEOUT_S}
         for num_envs in plan.sizes:
             runs, timers, queries, arena_requests, arena_skipped = _measure_size(
@@ -415,7 +436,37 @@ def _measure_adapter(adapter: str, plan: Plan, bandwidth: float, device: str = "
                              "queries": queries, "requests_per_query": round(timers.requests / max(queries, 1), 2),
                              "bytes_per_query": int(bytes_per_query),
                              **{f"{part}_s": breakdown[part] for part in PARTS}, **wire}))
+            replicas = plan.replicas_at(adapter, num_envs)
+            if replicas > 1:
+                rows.append(_measure_replicas(adapter, endpoints[:replicas], options, num_envs, plan, device))
     return rows
+
+
+def _measure_replicas(adapter: str, endpoints: list[str], options: dict[str, Any], num_envs: int, plan: Plan,
+                      device: str) -> Row:
+    """Ours against ``len(endpoints)`` server replicas (one policy, each query split into one request
+    per replica, sent concurrently) and the local limit, alternating for ``plan.rounds_at`` rounds."""
+    execute_steps = int(options.get("execute_steps", 8))
+    runs: dict[str, list[Drive]] = defaultdict(list)
+    requests: list[int] = []
+    for round_index in range(plan.rounds_at(num_envs)):
+        for column in ("ours", "local") if round_index % 2 == 0 else ("local", "ours"):
+            if column == "ours":
+                with aa.load_policy(adapter, endpoint=",".join(endpoints), **options) as ours:
+                    timers = Timers(on=True)
+                    _instrument(ours, timers)
+                    runs["ours"].append(drive(ours.get_action, ours.reset, num_envs, plan, device=device))
+                    requests = [stats.requests for stats in ours.stats.replicas]
+                    chunk = timers.last_chunk[:1].clone().to(device)
+            else:
+                with aa.load_policy("local", policy=ConstantChunk(chunk), execute_steps=execute_steps) as local:
+                    runs["local"].append(drive(local.get_action, local.reset, num_envs, plan, device=device))
+    ours_s, local_s = (sum(r.seconds_per_step for r in runs[c]) / len(runs[c]) for c in ("ours", "local"))
+    return Row("end_to_end", f"{adapter}, {num_envs} envs, {len(endpoints)} replicas vs local", ours_s / num_envs,
+               local_s / num_envs, f"{LOCAL_BASELINE}; ours against {len(endpoints)} servers",
+               {"unit": "seconds per env step", "env_steps_per_s": round(num_envs / ours_s, 1),
+                "local_env_steps_per_s": round(num_envs / local_s, 1), "replicas": len(endpoints),
+                "requests_per_replica": requests})
 
 
 def _arena_drive(adapter: str, endpoint: str, num_envs: int, plan: Plan, execute_steps: int, device: str
