@@ -22,7 +22,6 @@ from arena_adapters.errors import (
     ObservationError,
     TransportError,
 )
-from arena_adapters.host_memory import HostBuffers
 from arena_adapters.layouts import ActionLayout, action_layout_of
 from arena_adapters.observations import batch_size_and_device, first_tensor
 from arena_adapters.options import Option, reject_unknown, resolve_options
@@ -47,7 +46,7 @@ from arena_adapters.records import (
 from arena_adapters.scheduler import AGGREGATES, STRATEGIES, ActionChunkScheduler, Requests, validate_schedule
 from arena_adapters.transport import DEADLINES, Deadline, ReplicaSet, ReplicaStats, WatchdogTransport, split_replicas
 from arena_adapters.transport.threads import DaemonPool, fan_out
-from arena_adapters.worker import TransportWorker, detach_from
+from arena_adapters.worker import HostBuffers, TransportWorker, detach_from
 
 logger = logging.getLogger(__name__)
 

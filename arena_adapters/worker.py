@@ -7,6 +7,7 @@ this worker, so calls never overlap and keep their order.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from arena_adapters.errors import AdapterError, TransportTimeout
-from arena_adapters.host_memory import HostBuffers, numpy_dtype
+from arena_adapters.host_memory import numpy_dtype
 
 try:
     from numpy.lib.array_utils import byte_bounds as _byte_bounds  # numpy >= 2
@@ -76,6 +77,51 @@ class TransportWorker:
                 return
             self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class HostBuffers:
+    """Host arrays reused for the copies that :func:`detach_from` makes.
+
+    A fresh allocation of a few MB is fresh memory, and the kernel faults its pages in as the copy
+    first writes them: copying camera images into a new array takes several times as long as into
+    one used before. A buffer is handed out as a view of an array this object keeps, and handed out
+    again only once nothing refers to it any more (no view, array or tensor made from it is alive:
+    its reference count says so), so a request still being encoded, or an observation a local
+    policy kept, is never overwritten. Thread-safe.
+
+    Args:
+        keep: at most this many unused arrays are kept per shape and dtype.
+    """
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._arrays: dict[tuple[tuple[int, ...], np.dtype[Any]], list[np.ndarray[Any, Any]]] = {}
+        self.allocated = 0
+        """How many arrays were allocated (not reused) so far."""
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+        """An uninitialised C-contiguous array of ``shape`` and ``dtype`` that nothing else uses."""
+        key = (tuple(shape), np.dtype(dtype))
+        with self._lock:
+            arrays = self._arrays.setdefault(key, [])
+            for array, references in zip(arrays, _reference_counts(arrays), strict=True):
+                if references <= _UNUSED:
+                    return array[...]
+            array = np.empty(shape, dtype)
+            self.allocated += 1
+            if len(arrays) < self.keep:  # else it is dropped once its request is gone
+                arrays.append(array)
+            return array[...]
+
+
+def _reference_counts(arrays: list[np.ndarray[Any, Any]]) -> list[int]:
+    return [sys.getrefcount(array) for array in arrays]
+
+
+_UNUSED = _reference_counts([np.empty(0)])[0]
+"""The reference count of an array that only the list passed to :func:`_reference_counts` holds
+(measured, as the interpreter's own references differ between Python versions)."""
 
 
 def detach_from(request: Any, observation: Mapping[str, Any], buffers: HostBuffers | None = None) -> Any:

@@ -289,8 +289,7 @@ def test_aggregation_blends_a_prefetched_chunk_with_the_rest_of_the_old_one() ->
 
 
 def test_host_copies_reuse_a_buffer_only_once_nothing_refers_to_it() -> None:
-    from arena_adapters.host_memory import HostBuffers
-    from arena_adapters.worker import detach_from
+    from arena_adapters.worker import HostBuffers, detach_from
 
     buffers = HostBuffers(keep=2)
     image = torch.zeros(4, 8, 8, 3, dtype=torch.uint8)

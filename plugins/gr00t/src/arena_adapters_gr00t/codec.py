@@ -26,7 +26,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from arena_adapters.errors import ProtocolError
-from arena_adapters.host_memory import HostBuffers
 from arena_adapters.transport.limits import DecodeLimits
 from arena_adapters_gr00t.modality import MARKER_N16, MARKER_N17, ModalityConfig, is_modality_config_map
 from arena_adapters_gr00t.npy import NpyError, check_code_points, data_buffer, from_npy, header_bytes
@@ -273,16 +272,14 @@ FRAME_BUFFER_BYTES = 1 << 20
 """Frames of at least this size are assembled by :func:`encode_frame` in numpy-allocated memory."""
 
 
-def encode_frame(obj: Any, *, arrays: str = NPY, buffers: HostBuffers | None = None) -> bytes | memoryview:
+def encode_frame(obj: Any, *, arrays: str = NPY) -> bytes | memoryview:
     """:func:`encode`'s bytes, for sending: a frame of :data:`FRAME_BUFFER_BYTES` or more is assembled
     in one numpy-allocated buffer and returned as a read-only memoryview of it.
 
     The content is the same; only the memory differs. Filling a fresh ``bytes`` of a large camera
     batch costs a page fault per 4 KiB page, numpy's allocation gets huge pages where the kernel
-    grants them (see :mod:`arena_adapters.host_memory`): about 4x less for a 40 MB request. With
-    ``buffers`` the frame is one of its reused buffers (:meth:`HostBuffers.frame`: handed out again
-    only once nothing, a zero-copy send included, refers to it), which costs no page faults at all;
-    else a fresh one, never reused.
+    grants them (see :mod:`arena_adapters.host_memory`): about 4x less for a 40 MB request. The
+    buffer is never reused, so a zero-copy send may hold on to it.
 
     Raises:
         TypeError, CodecError: as :func:`encode`.
@@ -293,7 +290,7 @@ def encode_frame(obj: Any, *, arrays: str = NPY, buffers: HostBuffers | None = N
     total = sum(len(segment) for segment in segments)
     if total < FRAME_BUFFER_BYTES:
         return b"".join(segments)
-    frame = np.empty(total, dtype=np.uint8) if buffers is None else buffers.frame(total)
+    frame = np.empty(total, dtype=np.uint8)
     position = 0
     pending: list[bytes] = []
     for segment in segments:

@@ -43,7 +43,6 @@ import zmq
 from numpy.typing import NDArray
 
 from arena_adapters.errors import ConfigError, ProtocolError, ServerError, TransportError, TransportTimeout
-from arena_adapters.host_memory import HostBuffers
 from arena_adapters.parts import Health
 from arena_adapters.transport import ClientTransport, Deadline, DecodeLimits, RetryPolicy
 from arena_adapters.transport.limits import MiB
@@ -208,7 +207,6 @@ class Gr00tTransport(ClientTransport):
         """The array encoding requests use; ``None`` while ``auto`` has not seen the server yet."""
         self.last_info: Any = None
         self._modality_config: dict[str, ModalityConfig] | None = None
-        self._frames = HostBuffers(keep=2)
 
     # ------------------------------------------------------------------------- the protocol
 
@@ -219,7 +217,7 @@ class Gr00tTransport(ClientTransport):
     def encode(self, message: Any) -> bytes | memoryview:
         """``(request_map, array_encoding)`` -> one frame (see :func:`~arena_adapters_gr00t.codec.encode_frame`)."""
         body, arrays = message
-        return encode_frame(body, arrays=arrays, buffers=self._frames)
+        return encode_frame(body, arrays=arrays)
 
     def decode(self, data: bytes) -> Any:
         """One reply frame -> the message; ``{"error": ...}`` and ``b"ERROR"`` raise ServerError."""
