@@ -166,9 +166,11 @@ FULL = Plan()
 Arena-style GR00T client's 1.4 GB request per step would take most of the section's 10 minutes)."""
 CUDA_ONLY_SIZE = 4096
 CUDA_REPLICAS = 8
-FULL_CUDA = Plan(sizes=(*FULL.sizes, CUDA_ONLY_SIZE), replicas=CUDA_REPLICAS)
-"""The full plan on a cuda device: 4096 envs included, and gr00t from 1024 envs up against
-:data:`CUDA_REPLICAS` servers too (each a process of its own: a machine of 16 or more cores)."""
+FULL_CUDA = Plan(sizes=(*FULL.sizes, CUDA_ONLY_SIZE), large_steps=24, huge_steps=24, replicas=CUDA_REPLICAS)
+"""The full plan on a cuda device: 4096 envs included, 24 measured steps from 64 envs up (a step of the
+local adapter at 1024 envs takes a few milliseconds: 8 steps are too few to time it steadily), and
+gr00t from 1024 envs up against :data:`CUDA_REPLICAS` servers too (each a process of its own: a
+machine of 16 or more cores)."""
 QUICK = Plan(sizes=(1, 16), warmup=2, small_steps=12, image_size=QUICK_IMAGE_SIZE, servers_in_process=True, rounds=1,
              replicas=2, replicas_from_envs=16)
 
@@ -445,11 +447,12 @@ def _measure_adapter(adapter: str, plan: Plan, bandwidth: float, device: str = "
 def _measure_replicas(adapter: str, endpoints: list[str], options: dict[str, Any], num_envs: int, plan: Plan,
                       device: str) -> Row:
     """Ours against ``len(endpoints)`` server replicas (one policy, each query split into one request
-    per replica, sent concurrently) and the local limit, alternating for ``plan.rounds_at`` rounds."""
+    per replica, sent concurrently) and the local limit, alternating for ``plan.rounds`` rounds at any
+    size (the first run of many concurrent requests in a process is the slowest)."""
     execute_steps = int(options.get("execute_steps", 8))
     runs: dict[str, list[Drive]] = defaultdict(list)
     requests: list[int] = []
-    for round_index in range(plan.rounds_at(num_envs)):
+    for round_index in range(plan.rounds):
         for column in ("ours", "local") if round_index % 2 == 0 else ("local", "ours"):
             if column == "ours":
                 with aa.load_policy(adapter, endpoint=",".join(endpoints), **options) as ours:
