@@ -133,6 +133,7 @@ class Plan:
     small_steps: int = 96
     large_steps: int = 16
     huge_steps: int = 8
+    giant_steps: int = 8
     image_size: tuple[int, int] = IMAGE_SIZE
     servers_in_process: bool = False
     rounds: int = 2
@@ -157,7 +158,8 @@ class Plan:
         comes and goes falls on every column alike. Keep a round a multiple of ``execute_steps`` (8):
         every env gets its first chunk at the first step, so until each has been reset once the envs
         that have not refill together every 8 steps, and another window would over- or under-count them."""
-        total = self.small_steps if num_envs <= 16 else self.large_steps if num_envs <= 256 else self.huge_steps
+        total = (self.small_steps if num_envs <= 16 else self.large_steps if num_envs <= 256
+                 else self.huge_steps if num_envs <= 1024 else self.giant_steps)
         return max(1, -(-total // self.rounds_at(num_envs)))
 
 
@@ -166,9 +168,10 @@ FULL = Plan()
 Arena-style GR00T client's 1.4 GB request per step would take most of the section's 10 minutes)."""
 CUDA_ONLY_SIZE = 4096
 CUDA_REPLICAS = 8
-FULL_CUDA = Plan(sizes=(*FULL.sizes, CUDA_ONLY_SIZE), large_steps=24, huge_steps=24, replicas=CUDA_REPLICAS)
-"""The full plan on a cuda device: 4096 envs included, 24 measured steps from 64 envs up (a step of the
-local adapter at 1024 envs takes a few milliseconds: 8 steps are too few to time it steadily), and
+FULL_CUDA = Plan(sizes=(*FULL.sizes, CUDA_ONLY_SIZE), large_steps=32, huge_steps=24, replicas=CUDA_REPLICAS)
+"""The full plan on a cuda device: 4096 envs included, 32 measured steps at 64 and 256 envs and 24 at 1024 (a step
+of the local adapter at 1024 envs takes a few milliseconds: 8 steps are too few to time it steadily;
+8 at 4096, where the Arena-style GR00T client's step takes seconds), and
 gr00t from 1024 envs up against :data:`CUDA_REPLICAS` servers too (each a process of its own: a
 machine of 16 or more cores)."""
 QUICK = Plan(sizes=(1, 16), warmup=2, small_steps=12, image_size=QUICK_IMAGE_SIZE, servers_in_process=True, rounds=1,
