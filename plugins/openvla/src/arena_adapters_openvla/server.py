@@ -403,10 +403,12 @@ class _DropConnection(Exception):
 
 async def _drop_connection(send: Send) -> None:
     """Close the request's connection without a reply: abort uvicorn's transport (its ``send`` is a
-    bound method of the request cycle that holds it), or else make uvicorn close it."""
+    bound method of the request cycle that holds it; asyncio's or uvloop's, which is no subclass of
+    ``asyncio.Transport``), or else make uvicorn close it."""
     transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if isinstance(transport, asyncio.Transport):
-        transport.abort()
+    abort = getattr(transport, "abort", None)
+    if callable(abort):
+        abort()
         await asyncio.sleep(0)  # let the loop report the lost connection before the app returns
         return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1")]})
