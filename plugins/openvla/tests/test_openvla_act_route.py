@@ -24,16 +24,22 @@ HOT = "application/json"
 FASTAPI = "application/json; charset=utf-8"
 
 
-def _exchange(server: ReferenceServer, body: bytes, content_type: str | None, *, chunked: bool = False) -> bytes:
-    """One request on a fresh connection; the whole reply (the server closes after it)."""
+def _exchange(server: ReferenceServer, body: bytes, content_type: str | None, *, chunked: bool = False,
+              complete: bool = True) -> bytes:
+    """One request on a fresh connection; the whole reply (the server closes after it).
+
+    ``complete=False`` leaves the body out (after the headers, or after the first chunk): for
+    requests the server refuses before reading them whole, so that no unread bytes make its close
+    a reset that could overtake the reply.
+    """
     head = "POST /act HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
     if content_type is not None:
         head += f"Content-Type: {content_type}\r\n"
     if chunked:
-        head += "Transfer-Encoding: chunked\r\n\r\n"
-        data = head.encode() + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        data = head.encode() + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (len(body), body)
+        data += b"0\r\n\r\n" if complete else b""
     else:
-        data = head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        data = head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + (body if complete else b"")
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
         sock.sendall(data)
         reply = b""
@@ -110,7 +116,7 @@ def test_a_chunked_body_is_served_by_fastapi_and_over_the_cap_is_413(start_serve
     small = codec.encode({"image": IMAGE[:8, :8], "instruction": "x"})
     assert _exchange(server, small, HOT, chunked=True).startswith(b"HTTP/1.1 200 OK")
     large = codec.encode({"image": np.zeros((100, 100, 3), np.uint8), "instruction": "x"})  # ~40 KB
-    reply = _exchange(server, large, HOT, chunked=True)
+    reply = _exchange(server, large, HOT, chunked=True, complete=False)  # refused while streaming
     assert reply.startswith(b"HTTP/1.1 413") and b"max_message_bytes=20,000" in reply
-    assert _exchange(server, large, HOT).startswith(b"HTTP/1.1 413")  # from its Content-Length
+    assert _exchange(server, large, HOT, complete=False).startswith(b"HTTP/1.1 413")  # from its Content-Length
     assert server.app.served == 0 and server.stats.requests == 1
