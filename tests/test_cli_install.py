@@ -51,7 +51,7 @@ def test_the_installed_core_metadata_carries_the_server_extra() -> None:
     requires = metadata.requires("arena-adapters") or []
     assert 'arena-adapters-openvla[server]==0.1.0; extra == "openvla"' in requires
     openvla_server = [r for r in metadata.requires("arena-adapters-openvla") or [] if 'extra == "server"' in r]
-    assert {r.split(">")[0] for r in openvla_server} == {"fastapi", "uvicorn"}
+    assert {r.split(">")[0] for r in openvla_server} == {"fastapi", "uvicorn", "httptools", "uvloop"}
 
 
 @pytest.mark.parametrize("distribution", ["arena-adapters", *sorted(FIRST_PARTY_DISTRIBUTIONS.values())])

@@ -89,7 +89,7 @@ class ClientTransport(ABC):
         self._pool = ConnectionPool(self.open_connection, size, name)
         self._threads = DaemonPool(size, f"arena-adapters-{self.protocol_title.lower()}") if size > 1 else None
         self._finalizer = weakref.finalize(self, _close_all, self._pool, self._threads)
-        self._warned_insecure = False
+        self._insecure_checked = False
         self.credentials = credentials
 
     # ------------------------------------------------------------------ what a plugin supplies
@@ -259,8 +259,10 @@ class ClientTransport(ABC):
             raise TransportError(f"{what}: the {self.protocol_title} transport is closed", endpoint=str(self.endpoint))
 
     def _warn_if_insecure(self) -> None:
-        if not self._warned_insecure and not self.endpoint.is_loopback and not self.credentials:
-            self._warned_insecure = True
+        if self._insecure_checked:  # once: telling needs the host's address parsed
+            return
+        self._insecure_checked = True
+        if not self.endpoint.is_loopback and not self.credentials:
             logger.warning(
                 "%s endpoint %s is not on this machine and no credentials are set: anyone who can reach it can "
                 "use it (set the adapter's token/key option, and use a TLS endpoint where the protocol has one)",

@@ -155,7 +155,7 @@ def test_decode_is_lenient_with_base64_like_json_numpy() -> None:
     assert_strictly_equal(codec.decode(text), json_numpy.loads(text))
 
 
-PAD = "x" * 4000
+PAD = "x" * (codec._FAST_PATH_MIN_BYTES + 2000)
 _ADVERSARIAL = {
     "escaped_key_tail": '{"a\\"__numpy__": "AQID", "pad": "PAD"}',
     "array_text_inside_a_string": '{"s": "{\\"__numpy__\\": \\"AQID\\"}", "pad": "PAD"}',
@@ -202,7 +202,7 @@ def test_random_arrays_round_trip_with_json_numpy_in_both_directions(
 ) -> None:
     if fortran:
         array = np.asfortranarray(array)
-    payload = {"a": array, "pad": "y" * 3000}
+    payload = {"a": array, "pad": "y" * codec._FAST_PATH_MIN_BYTES}
     body = codec.encode(payload, separators=separators)
     assert body == json_numpy.dumps(payload, separators=separators).encode()
     assert_strictly_equal(codec.decode(body), json_numpy.loads(body))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -318,3 +319,26 @@ def test_a_header_injection_through_the_api_key_is_refused_without_showing_it() 
     with pytest.raises(ConfigError, match="api_key") as caught:
         HttpTransport("http://127.0.0.1:8000", api_key="s3cret\r\nX-Evil: 1")
     assert "s3cret" not in str(caught.value)
+
+
+def test_a_request_sent_in_parts_arrives_whole() -> None:
+    """The head and the body go out with sendmsg; a small send buffer makes every call partial."""
+    from arena_adapters_openvla.http_connection import _sendmsg_all
+
+    from arena_adapters.transport import Deadline
+
+    sender, receiver = socket.socketpair()
+    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    head, body = b"POST /act HTTP/1.1\r\nContent-Length: 3000000\r\n\r\n", np.random.default_rng(0).bytes(3_000_000)
+    received = bytearray()
+
+    def read() -> None:
+        while len(received) < len(head) + len(body):
+            received.extend(receiver.recv(65536))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    with sender, receiver:
+        _sendmsg_all(sender, head, memoryview(body), Deadline.after(10))
+        reader.join(10)
+    assert bytes(received) == head + body

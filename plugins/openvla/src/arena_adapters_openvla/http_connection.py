@@ -291,13 +291,12 @@ class HttpConnection:
         sock = self._sock
         assert sock is not None
         head = (f"{payload.method} {self.endpoint.path}{payload.path} HTTP/1.1\r\n"
-                f"Content-Length: {len(payload.body)}\r\n").encode("latin-1")
-        data = memoryview(head + self._header_lines + b"\r\n" + payload.body)
-        sent = 0
+                f"Content-Length: {len(payload.body)}\r\n").encode("latin-1") + self._header_lines + b"\r\n"
         try:
-            while sent < len(data):
-                sock.settimeout(_left(deadline))
-                sent += sock.send(data[sent:sent + _SEND_BYTES])
+            if isinstance(sock, ssl.SSLSocket) or not hasattr(sock, "sendmsg"):  # TLS, Windows: no scatter/gather
+                _send_all(sock, memoryview(head + payload.body), deadline)
+            else:  # the head and the body in one system call, without joining them
+                _sendmsg_all(sock, head, memoryview(payload.body), deadline)
         except TimeoutError:
             raise TransportTimeout(f"{self.url}: could not send the request within {deadline.budget:g} s") from None
         except OSError as exc:
@@ -448,6 +447,26 @@ def _chunked(reader: _Reader, limit: int, what: str, truncate: bool) -> bytes:
         body += reader.exactly(size)
         if reader.exactly(2) != b"\r\n":
             raise ProtocolError(f"{what}: a chunk does not end with CRLF")
+
+
+def _send_all(sock: socket.socket, data: memoryview, deadline: Deadline) -> None:
+    sent = 0
+    while sent < len(data):
+        sock.settimeout(_left(deadline))
+        sent += sock.send(data[sent:sent + _SEND_BYTES])
+
+
+def _sendmsg_all(sock: socket.socket, head: bytes, body: memoryview, deadline: Deadline) -> None:
+    """Send ``head`` then ``body`` with ``sendmsg`` (scatter/gather), resuming after partial sends."""
+    sent = 0
+    total = len(head) + len(body)
+    while sent < total:
+        sock.settimeout(_left(deadline))
+        if sent < len(head):
+            sent += sock.sendmsg([memoryview(head)[sent:], body[:_SEND_BYTES]])
+        else:
+            start = sent - len(head)
+            sent += sock.sendmsg([body[start:start + _SEND_BYTES]])
 
 
 def _status_line(line: bytes) -> tuple[int, str, str]:

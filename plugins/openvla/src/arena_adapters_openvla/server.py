@@ -1,9 +1,10 @@
 """The reference server: one ``POST /act`` route that behaves like OpenVLA's and OFT's ``deploy.py``.
 
-Same app stack as upstream (FastAPI under uvicorn) and the same behaviour:
+Same app stack as upstream (FastAPI under uvicorn, with httptools as ``uvicorn[standard]`` brings it;
+h11 where it is missing) and the same behaviour:
 
-- the body is a JSON object with json_numpy arrays; the handler runs in FastAPI's thread pool with
-  no lock, so concurrent requests are concurrent policy calls (as on the real server);
+- the body is a JSON object with json_numpy arrays; the handler runs on a pool of threads with no
+  lock, so concurrent requests are concurrent policy calls (as on the real server);
 - the reply is the policy's return value as json_numpy JSON with compact separators: a bare array
   (OpenVLA) or a list of arrays (OFT);
 - ``{"encoded": "<json_numpy text>"}`` as the only key is decoded first, and the reply is then a JSON
@@ -11,6 +12,13 @@ Same app stack as upstream (FastAPI under uvicorn) and the same behaviour:
 - any exception in the handler (missing key, policy failure) answers HTTP 200 with the body
   ``"error"`` and logs the traceback; a body that is not JSON answers 422 and ``GET /act`` 405 (both
   from FastAPI itself); ``GET /openapi.json`` answers 200 (the server has no health route).
+
+Well-formed ``POST /act`` requests (a JSON content type, a ``Content-Length`` within the cap, a
+body that decodes to an object) are served by a bare ASGI layer in front of the FastAPI app
+(:class:`~arena_adapters_openvla.act_route.ActRoute`) with the same handler and the same reply
+bytes; FastAPI's routing, middlewares and request validation cost more per request than the
+decode, the policy and the encode together. Every other request goes to FastAPI, which answers it
+as upstream does.
 
 Unlike upstream it never monkeypatches the ``json`` module: the app reads bodies with this plugin's
 codec through a custom request class, within request limits (a body over ``max_message_bytes`` is
@@ -38,7 +46,7 @@ import queue
 import socket
 import sys
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -56,6 +64,7 @@ from arena_adapters.transport import (
     wait_ready,
 )
 from arena_adapters_openvla import codec
+from arena_adapters_openvla.act_route import ActRoute, ASGIApp, Message, Receive, Scope, Send
 from arena_adapters_openvla.dummy_policy import DummyOftPolicy, DummyOpenVlaPolicy, NullPolicy
 from arena_adapters_openvla.transport import ACT_PATH, OFT_PORT, OPENVLA_PORT
 from arena_adapters_openvla.variants import VARIANTS
@@ -68,12 +77,6 @@ T = TypeVar("T")
 _ERROR_BODY = b'"error"'
 _JSON = "application/json"
 SERVER_NAME = "OpenVLA reference server"
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def resolve_policy(policy: Any, variant: str = "openvla", chunk_size: int = 8, action_dim: int = 7) -> PolicyFn:
@@ -223,11 +226,14 @@ def create_app(
     limits: DecodeLimits | None = None,
     threads: HandlerThreads | None = None,
 ) -> Any:
-    """A FastAPI app with the upstream ``POST /act`` route backed by ``policy``.
+    """The ASGI app of the reference server: a FastAPI app with the upstream ``POST /act`` route
+    backed by ``policy``, behind :class:`~arena_adapters_openvla.act_route.ActRoute`, which serves
+    well-formed ``POST /act`` requests itself with the same handler and the same reply.
 
     Request bodies are read within ``limits``: a body over ``max_message_bytes`` is answered 413
     (from its ``Content-Length`` before it is read, or as soon as it grows past the limit). The
-    handler runs on ``threads`` (default: FastAPI's own thread pool, as upstream).
+    handler runs on ``threads`` (default: FastAPI's own thread pool, as upstream). The FastAPI app
+    is the returned app's ``app`` attribute; ``state.stats`` is the :class:`ServerStats`.
     """
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import Response
@@ -276,20 +282,22 @@ def create_app(
     app.router.route_class = JsonNumpyRoute
 
     if threads is None:
-        def act(payload: dict[str, Any]) -> Response:
-            return Response(content=handle_act(payload, policy, stats, limits), media_type=_JSON)
+        from starlette.concurrency import run_in_threadpool
 
-        app.post(ACT_PATH, response_model=None)(act)
+        async def run_act(payload: dict[str, Any]) -> bytes:
+            return await run_in_threadpool(handle_act, payload, policy, stats, limits)
     else:
         pool = threads
 
-        async def act_on_threads(payload: dict[str, Any]) -> Response:
-            body = await pool.run(lambda: handle_act(payload, policy, stats, limits))
-            return Response(content=body, media_type=_JSON)
+        async def run_act(payload: dict[str, Any]) -> bytes:
+            return await pool.run(lambda: handle_act(payload, policy, stats, limits))
 
-        app.post(ACT_PATH, response_model=None)(act_on_threads)
+    async def act(payload: dict[str, Any]) -> Response:
+        return Response(content=await run_act(payload), media_type=_JSON)
+
+    app.post(ACT_PATH, response_model=None)(act)
     app.state.stats = stats
-    return app
+    return ActRoute(app, ACT_PATH, lambda body: codec.loads(body, limits=limits), run_act, cap, state=app.state)
 
 
 class ReplyGuard:
@@ -395,10 +403,12 @@ class _DropConnection(Exception):
 
 async def _drop_connection(send: Send) -> None:
     """Close the request's connection without a reply: abort uvicorn's transport (its ``send`` is a
-    bound method of the request cycle that holds it), or else make uvicorn close it."""
+    bound method of the request cycle that holds it; asyncio's or uvloop's, which is no subclass of
+    ``asyncio.Transport``), or else make uvicorn close it."""
     transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if isinstance(transport, asyncio.Transport):
-        transport.abort()
+    abort = getattr(transport, "abort", None)
+    if callable(abort):
+        abort()
         await asyncio.sleep(0)  # let the loop report the lost connection before the app returns
         return
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1")]})
@@ -411,6 +421,7 @@ class ReferenceServer:
     Attributes:
         host, port: where it listens.
         stats: its :class:`ServerStats` (requests, errors, policy calls in flight).
+        app: the ASGI app it serves (:func:`create_app`'s).
     """
 
     def __init__(
@@ -427,6 +438,7 @@ class ReferenceServer:
         import uvicorn
 
         self._threads = threads
+        self.app = app
         self.host = host
         self.port = int(sock.getsockname()[1])
         self.stats: ServerStats = app.state.stats

@@ -1,0 +1,122 @@
+"""The reference server's hot path (ActRoute) answers POST /act exactly as its FastAPI route does.
+
+Each request is sent twice over a raw socket: with ``Content-Type: application/json`` (served by
+the hot path) and with ``application/json; charset=utf-8`` (which the hot path leaves to FastAPI,
+which parses it as JSON all the same); the status line, the headers (less ``date``) and the body
+must be byte for byte the same.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import json_numpy
+import numpy as np
+import pytest
+from arena_adapters_openvla import codec
+from arena_adapters_openvla.server import ReferenceServer
+
+ServerFactory = Callable[..., ReferenceServer]
+IMAGE = (np.arange(32 * 48 * 3) % 251).astype(np.uint8).reshape(32, 48, 3)
+HOT = "application/json"
+FASTAPI = "application/json; charset=utf-8"
+
+
+def _exchange(server: ReferenceServer, body: bytes, content_type: str | None, *, chunked: bool = False,
+              complete: bool = True) -> bytes:
+    """One request on a fresh connection; the whole reply (the server closes after it).
+
+    ``complete=False`` leaves the body out (after the headers, or after the first chunk): for
+    requests the server refuses before reading them whole, so that no unread bytes make its close
+    a reset that could overtake the reply.
+    """
+    head = "POST /act HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    if content_type is not None:
+        head += f"Content-Type: {content_type}\r\n"
+    if chunked:
+        data = head.encode() + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (len(body), body)
+        data += b"0\r\n\r\n" if complete else b""
+    else:
+        data = head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + (body if complete else b"")
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(data)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+def _without_date(reply: bytes) -> bytes:
+    head, _, body = reply.partition(b"\r\n\r\n")
+    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"date:")]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def _same_reply_both_ways(server: ReferenceServer, body: bytes) -> bytes:
+    served = server.app.served
+    hot = _exchange(server, body, HOT)
+    assert server.app.served == served + 1
+    fastapi = _exchange(server, body, FASTAPI)
+    assert server.app.served == served + 1
+    assert _without_date(hot) == _without_date(fastapi)
+    return hot
+
+
+def test_an_openvla_action_is_the_same_reply_as_fastapis(start_server: ServerFactory) -> None:
+    server = start_server()
+    reply = _same_reply_both_ways(server, codec.encode({"image": IMAGE, "instruction": "pick up the cup"}))
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-type: application/json" in reply
+    action = json_numpy.loads(reply.partition(b"\r\n\r\n")[2])
+    assert action.shape == (7,) and action[3:].tolist() == [32.0, 48.0, 15.0, 0.0]
+    assert server.stats.requests == 2
+
+
+def test_an_oft_chunk_and_the_encoded_form_are_the_same_replies_as_fastapis(start_server: ServerFactory) -> None:
+    server = start_server(variant="oft", chunk_size=4)
+    payload = {"full_image": IMAGE, "wrist_image": IMAGE, "state": np.ones(8), "instruction": "go"}
+    chunk = json_numpy.loads(_same_reply_both_ways(server, codec.encode(payload)).partition(b"\r\n\r\n")[2])
+    assert len(chunk) == 4 and [row[6] for row in chunk] == [9.0 + i for i in range(4)]
+    encoded = _same_reply_both_ways(server, codec.encode_double(payload)).partition(b"\r\n\r\n")[2]
+    assert len(json_numpy.loads(json_numpy.loads(encoded))) == 4
+
+
+def test_a_handler_error_is_the_same_200_error_as_fastapis(start_server: ServerFactory) -> None:
+    def broken(payload: dict[str, Any]) -> Any:
+        raise RuntimeError("model failure")
+
+    server = start_server(broken)
+    reply = _same_reply_both_ways(server, codec.encode({"image": IMAGE, "instruction": "x"}))
+    assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b'\r\n\r\n"error"')
+    assert server.stats.errors == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"not json", HOT, b"422"),  # read by the hot path, then handed to FastAPI
+        (b"[1, 2]", HOT, b"422"),
+        (b"", HOT, b"422"),
+        (codec.encode({"image": IMAGE, "instruction": "x"}), "text/plain", b"422"),
+        (codec.encode({"image": IMAGE, "instruction": "x"}), None, b"422"),
+    ],
+)
+def test_requests_the_hot_path_leaves_to_fastapi_get_fastapis_answer(
+    start_server: ServerFactory, body: bytes, content_type: str | None, status: bytes
+) -> None:
+    server = start_server()
+    reply = _exchange(server, body, content_type)
+    assert reply.split(b" ", 2)[1] == status, reply[:300]
+    assert server.app.served == 0 and server.stats.requests == 0
+
+
+def test_a_chunked_body_is_served_by_fastapi_and_over_the_cap_is_413(start_server: ServerFactory) -> None:
+    server = start_server(max_message_bytes=20_000)
+    small = codec.encode({"image": IMAGE[:8, :8], "instruction": "x"})
+    assert _exchange(server, small, HOT, chunked=True).startswith(b"HTTP/1.1 200 OK")
+    large = codec.encode({"image": np.zeros((100, 100, 3), np.uint8), "instruction": "x"})  # ~40 KB
+    reply = _exchange(server, large, HOT, chunked=True, complete=False)  # refused while streaming
+    assert reply.startswith(b"HTTP/1.1 413") and b"max_message_bytes=20,000" in reply
+    assert _exchange(server, large, HOT, complete=False).startswith(b"HTTP/1.1 413")  # from its Content-Length
+    assert server.app.served == 0 and server.stats.requests == 1
