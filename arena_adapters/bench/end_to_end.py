@@ -451,10 +451,14 @@ def _measure_replicas(adapter: str, endpoints: list[str], options: dict[str, Any
                       device: str) -> Row:
     """Ours against ``len(endpoints)`` server replicas (one policy, each query split into one request
     per replica, sent concurrently) and the local limit, alternating for ``plan.rounds`` rounds at any
-    size (the first run of many concurrent requests in a process is the slowest)."""
+    size, after one unmeasured run of ours: the first run of many concurrent requests in a process is
+    a third slower all through (pinned host memory and connections being set up), which a long eval
+    pays once."""
     execute_steps = int(options.get("execute_steps", 8))
     runs: dict[str, list[Drive]] = defaultdict(list)
     requests: list[int] = []
+    with aa.load_policy(adapter, endpoint=",".join(endpoints), **options) as warming:
+        drive(warming.get_action, warming.reset, num_envs, plan, device=device)
     for round_index in range(plan.rounds):
         for column in ("ours", "local") if round_index % 2 == 0 else ("local", "ours"):
             if column == "ours":
