@@ -169,11 +169,10 @@ Arena-style GR00T client's 1.4 GB request per step would take most of the sectio
 CUDA_ONLY_SIZE = 4096
 CUDA_REPLICAS = 8
 FULL_CUDA = Plan(sizes=(*FULL.sizes, CUDA_ONLY_SIZE), large_steps=32, huge_steps=24, replicas=CUDA_REPLICAS)
-"""The full plan on a cuda device: 4096 envs included, 32 measured steps at 64 and 256 envs and 24 at 1024 (a step
-of the local adapter at 1024 envs takes a few milliseconds: 8 steps are too few to time it steadily;
-8 at 4096, where the Arena-style GR00T client's step takes seconds), and
-gr00t from 1024 envs up against :data:`CUDA_REPLICAS` servers too (each a process of its own: a
-machine of 16 or more cores)."""
+"""The full plan on a cuda device: 4096 envs included; 32 measured steps at 64 and 256 envs and 24 at
+1024 (a step of the local adapter at 1024 envs takes a few milliseconds: 8 are too few to time it
+steadily), 8 at 4096 (where the Arena-style GR00T client's step takes seconds); and gr00t from 1024
+envs up against :data:`CUDA_REPLICAS` servers too (a process each: a machine of 16 or more cores)."""
 QUICK = Plan(sizes=(1, 16), warmup=2, small_steps=12, image_size=QUICK_IMAGE_SIZE, servers_in_process=True, rounds=1,
              replicas=2, replicas_from_envs=16)
 
@@ -401,7 +400,8 @@ def _measure_size(adapter: str, endpoint: str, options: dict[str, Any], num_envs
 
 def _measure_adapter(adapter: str, plan: Plan, bandwidth: float, device: str = "cpu") -> list[Row]:
     """Rows of ``adapter`` at every size of ``plan``: ours, the local limit, the env alone and the
-    Arena-style client (see :func:`_measure_size`), against one server."""
+    Arena-style client (see :func:`_measure_size`), against one server; and where
+    :meth:`Plan.replicas_at` says so, ours against several (:func:`_measure_replicas`)."""
     rows = []
     count = max(plan.replicas_at(adapter, num_envs) for num_envs in plan.sizes)
     with _servers(adapter, plan.servers_in_process, count) as (endpoints, record), _wire_echo(adapter) as echo:
@@ -451,8 +451,8 @@ def _measure_replicas(adapter: str, endpoints: list[str], options: dict[str, Any
                       device: str) -> Row:
     """Ours against ``len(endpoints)`` server replicas (one policy, each query split into one request
     per replica, sent concurrently) and the local limit, alternating for ``plan.rounds`` rounds at any
-    size, after one unmeasured run of ours: the first run of many concurrent requests in a process is
-    a third slower all through (pinned host memory and connections being set up), which a long eval
+    size, after one unmeasured run of ours: the first such run in a process is slower all through
+    (31,000-38,000 against 45,000-55,000 env steps/s at 1024 envs on an H100), a cost a long eval
     pays once."""
     execute_steps = int(options.get("execute_steps", 8))
     runs: dict[str, list[Drive]] = defaultdict(list)
