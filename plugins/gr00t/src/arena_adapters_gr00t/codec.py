@@ -11,7 +11,9 @@ buffers that are copied once, into the final frame.
 :func:`decode` reads what upstream's ``MsgSerializer.from_bytes`` reads, plus the forms other
 GR00T generations write: N1.7-era msgpack-numpy arrays (``{b"nd": true, b"type": "<f4", b"kind": b"",
 b"shape": [...], b"data": raw}``), both ModalityConfig markers, ``as_json`` or ``as_dict`` payloads,
-and N1.5's JSON-string ``as_json``. Object dtypes are refused: nothing is ever unpickled.
+and N1.5's JSON-string ``as_json``. Object dtypes are refused: nothing is ever unpickled. In a
+large message the arrays' payloads are read in place (:mod:`arena_adapters_gr00t.payloads`): arrays
+are read-only views of the frame itself, not of a copy msgpack made.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from arena_adapters.errors import ProtocolError
 from arena_adapters.transport.limits import DecodeLimits
 from arena_adapters_gr00t.modality import MARKER_N16, MARKER_N17, ModalityConfig, is_modality_config_map
 from arena_adapters_gr00t.npy import NpyError, check_code_points, data_buffer, from_npy, header_bytes
+from arena_adapters_gr00t.payloads import lift, placeholder_hook
 
 NDARRAY_MARKER = "__ndarray_class__"
 NPY_PAYLOAD = "as_npy"
@@ -347,10 +350,18 @@ def _msgpack_numpy_array(obj: dict[Any, Any], limits: DecodeLimits, writable: bo
 
 
 def _make_hook(writable: bool, limits: DecodeLimits, forms: frozenset[str],
-               seen: set[str] | None) -> Callable[[dict[Any, Any]], Any]:
+               seen: set[str] | None, lifted: bool = False) -> Callable[[dict[Any, Any]], Any]:
     npy, nd = NPY in forms, ND in forms
 
     def hook(obj: dict[Any, Any]) -> Any:
+        value = read(obj)
+        if lifted and value is obj:  # payloads that are no array's: bytes, as msgpack gives them
+            for key, item in obj.items():
+                if type(item) is memoryview:
+                    obj[key] = item.tobytes()
+        return value
+
+    def read(obj: dict[Any, Any]) -> Any:
         if npy and NDARRAY_MARKER in obj:
             payload = obj.get(NPY_PAYLOAD)
             if not isinstance(payload, (bytes, bytearray, memoryview)):
@@ -363,6 +374,8 @@ def _make_hook(writable: bool, limits: DecodeLimits, forms: frozenset[str],
                 seen.add(ND)
             return _msgpack_numpy_array(obj, limits, writable)
         if MARKER_N16 in obj or MARKER_N17 in obj or is_modality_config_map(obj):
+            if lifted:
+                obj = {key: item.tobytes() if type(item) is memoryview else item for key, item in obj.items()}
             try:
                 config = ModalityConfig.from_wire(obj, limits)
             except ProtocolError:
@@ -416,9 +429,15 @@ def decode(data: Any, *, writable: bool = False, limits: DecodeLimits | None = N
     items = min(size, _MAX_CONTAINER_ITEMS)
     try:
         limits.check_message(size, "GR00T message")
-        value = msgpack.unpackb(data, object_hook=_make_hook(writable, limits, forms, seen),
-                                max_bin_len=size, max_str_len=size, max_array_len=items, max_map_len=items,
-                                max_ext_len=0)
+        lifted = lift(data)
+        if lifted is None:
+            value = msgpack.unpackb(data, object_hook=_make_hook(writable, limits, forms, seen),
+                                    max_bin_len=size, max_str_len=size, max_array_len=items, max_map_len=items,
+                                    max_ext_len=0)
+        else:
+            value = msgpack.unpackb(lifted.message, object_hook=_make_hook(writable, limits, forms, seen, True),
+                                    ext_hook=placeholder_hook(lifted.payloads), max_bin_len=size, max_str_len=size,
+                                    max_array_len=items, max_map_len=items, max_ext_len=4)
         if type(value) is dict or type(value) is list:
             _check_depth(value, limits)
         return value
