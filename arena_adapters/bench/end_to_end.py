@@ -84,6 +84,8 @@ class Timers:
     requests: int = 0
     last_request: Any = None
     last_chunk: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    replica_requests: list[int] = field(default_factory=list)
+    """Requests each replica answered in the last run (its warm-up steps included)."""
 
     def wrap(self, owner: Any, attribute: str, name: str, after: Callable[[Any], None] | None = None) -> None:
         """Replace ``owner.attribute`` (on this instance only) by a timed call of it."""
@@ -357,25 +359,28 @@ def _drive_ours(adapter: str, endpoint: str, options: dict[str, Any], num_envs: 
             run = drive(ours.get_action, ours.reset, num_envs, plan, start, device)
         finally:
             timers.on = False
+        timers.replica_requests = [stats.requests for stats in ours.stats.replicas]
         return run, ours.stats.queries - queries_before[0]
 
 
 COLUMNS = ("ours", "local", "env alone", "Arena-style")
 
 
-def _measure_size(adapter: str, endpoint: str, options: dict[str, Any], num_envs: int, plan: Plan, device: str
+def _measure_size(adapter: str, endpoint: str, options: dict[str, Any], num_envs: int, plan: Plan, device: str,
+                  columns: tuple[str, ...] = COLUMNS, rounds: int | None = None
                   ) -> tuple[dict[str, Drive], Timers, int, int, str | None]:
-    """Every column at one size, ``plan.rounds_at(num_envs)`` times in alternating order (ours first, so that the
-    local adapter replays the chunk ours got). Returns each column's mean run, ours' timers and
-    queries, the Arena-style client's requests, and why that client could not run (or None)."""
+    """``columns`` (ours first, so that the local adapter replays the chunk ours got) at one size,
+    ``rounds`` times (default ``plan.rounds_at(num_envs)``) in alternating order. Returns each
+    column's mean run, ours' timers and queries, the Arena-style client's requests, and why that
+    client could not run (or None)."""
     execute_steps = int(options.get("execute_steps", 8))
     timers = Timers()
     runs: dict[str, list[Drive]] = defaultdict(list)
     queries = arena_requests = 0
     arena_skipped: str | None = None
     chunk = torch.zeros(0)
-    for round_index in range(plan.rounds_at(num_envs)):
-        for column in COLUMNS if round_index % 2 == 0 else COLUMNS[::-1]:
+    for round_index in range(plan.rounds_at(num_envs) if rounds is None else rounds):
+        for column in columns if round_index % 2 == 0 else columns[::-1]:
             if column == "ours":
                 run, made = _drive_ours(adapter, endpoint, options, num_envs, plan, device, timers)
                 queries += made
@@ -454,29 +459,16 @@ def _measure_replicas(adapter: str, endpoints: list[str], options: dict[str, Any
     size, after one unmeasured run of ours: the first such run in a process is slower all through
     (31,000-38,000 against 45,000-55,000 env steps/s at 1024 envs on an H100), a cost a long eval
     pays once."""
-    execute_steps = int(options.get("execute_steps", 8))
-    runs: dict[str, list[Drive]] = defaultdict(list)
-    requests: list[int] = []
-    with aa.load_policy(adapter, endpoint=",".join(endpoints), **options) as warming:
-        drive(warming.get_action, warming.reset, num_envs, plan, device=device)
-    for round_index in range(plan.rounds):
-        for column in ("ours", "local") if round_index % 2 == 0 else ("local", "ours"):
-            if column == "ours":
-                with aa.load_policy(adapter, endpoint=",".join(endpoints), **options) as ours:
-                    timers = Timers(on=True)
-                    _instrument(ours, timers)
-                    runs["ours"].append(drive(ours.get_action, ours.reset, num_envs, plan, device=device))
-                    requests = [stats.requests for stats in ours.stats.replicas]
-                    chunk = timers.last_chunk[:1].clone().to(device)
-            else:
-                with aa.load_policy("local", policy=ConstantChunk(chunk), execute_steps=execute_steps) as local:
-                    runs["local"].append(drive(local.get_action, local.reset, num_envs, plan, device=device))
-    ours_s, local_s = (sum(r.seconds_per_step for r in runs[c]) / len(runs[c]) for c in ("ours", "local"))
+    endpoint = ",".join(endpoints)
+    _drive_ours(adapter, endpoint, options, num_envs, plan, device, Timers())
+    runs, timers, *_ = _measure_size(adapter, endpoint, options, num_envs, plan, device, ("ours", "local"),
+                                     plan.rounds)
+    ours_s, local_s = runs["ours"].seconds_per_step, runs["local"].seconds_per_step
     return Row("end_to_end", f"{adapter}, {num_envs} envs, {len(endpoints)} replicas vs local", ours_s / num_envs,
                local_s / num_envs, f"{LOCAL_BASELINE}; ours against {len(endpoints)} servers",
                {"unit": "seconds per env step", "env_steps_per_s": round(num_envs / ours_s, 1),
                 "local_env_steps_per_s": round(num_envs / local_s, 1), "replicas": len(endpoints),
-                "requests_per_replica": requests})
+                "requests_per_replica": timers.replica_requests})
 
 
 def _arena_drive(adapter: str, endpoint: str, num_envs: int, plan: Plan, execute_steps: int, device: str
