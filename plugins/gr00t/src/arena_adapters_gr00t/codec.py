@@ -354,14 +354,6 @@ def _make_hook(writable: bool, limits: DecodeLimits, forms: frozenset[str],
     npy, nd = NPY in forms, ND in forms
 
     def hook(obj: dict[Any, Any]) -> Any:
-        value = read(obj)
-        if lifted and value is obj:  # payloads that are no array's: bytes, as msgpack gives them
-            for key, item in obj.items():
-                if type(item) is memoryview:
-                    obj[key] = item.tobytes()
-        return value
-
-    def read(obj: dict[Any, Any]) -> Any:
         if npy and NDARRAY_MARKER in obj:
             payload = obj.get(NPY_PAYLOAD)
             if not isinstance(payload, (bytes, bytearray, memoryview)):
@@ -373,9 +365,11 @@ def _make_hook(writable: bool, limits: DecodeLimits, forms: frozenset[str],
             if seen is not None:
                 seen.add(ND)
             return _msgpack_numpy_array(obj, limits, writable)
+        if lifted:  # payloads that are no array's: bytes, as msgpack gives them
+            for key, item in obj.items():
+                if type(item) is memoryview:
+                    obj[key] = item.tobytes()
         if MARKER_N16 in obj or MARKER_N17 in obj or is_modality_config_map(obj):
-            if lifted:
-                obj = {key: item.tobytes() if type(item) is memoryview else item for key, item in obj.items()}
             try:
                 config = ModalityConfig.from_wire(obj, limits)
             except ProtocolError:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-import msgpack
-
 PLACEHOLDER_TYPE = 42
 """The ext type code of a placeholder (any code: the message itself may hold no ext at all)."""
 LIFT_MIN_MESSAGE_BYTES = 1 << 20
@@ -80,8 +78,8 @@ def placeholder_hook(payloads: list[memoryview]) -> Any:
     """The ``ext_hook`` for ``msgpack.unpackb`` of :attr:`Lifted.message`: a placeholder's payload."""
 
     def hook(code: int, data: bytes) -> Any:
-        if code != PLACEHOLDER_TYPE or len(data) != 4:
-            return msgpack.ExtType(code, data)  # cannot be in a lifted message: refused by the decoder
+        if code != PLACEHOLDER_TYPE or len(data) != 4:  # the walk lifts no message with an ext of its own
+            raise ValueError(f"unexpected ext type {code} in a lifted GR00T message")
         return payloads[_U32(data, 0)[0]]
 
     return hook
