@@ -150,14 +150,17 @@ def test_policy_exceptions_reach_the_client(start_server: Start, transports: Cal
     assert info.value.server_message == "model exploded"
 
 
-def raw_server(free_port: int, reply: bytes) -> threading.Thread:
+def raw_server(free_port: int, reply: bytes, received: list[bytes] | None = None) -> threading.Thread:
+    """A bare REP socket that answers one request with ``reply`` (the request goes to ``received``)."""
     def serve() -> None:
         context = zmq.Context()
         sock = context.socket(zmq.REP)
         sock.setsockopt(zmq.LINGER, 0)
         sock.bind(f"tcp://127.0.0.1:{free_port}")
         if sock.poll(5000):
-            sock.recv()
+            request = sock.recv()
+            if received is not None:
+                received.append(request)
             sock.send(reply)
         sock.close(linger=0)
         context.term()
@@ -178,20 +181,7 @@ def test_a_camera_batch_request_reaches_the_server_byte_for_byte(free_port: int,
     expected = encode(body)
     assert len(expected) >= FRAME_BUFFER_BYTES  # sent from one numpy-allocated buffer, without a copy
     received: list[bytes] = []
-
-    def serve() -> None:
-        context = zmq.Context()
-        sock = context.socket(zmq.REP)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.bind(f"tcp://127.0.0.1:{free_port}")
-        if sock.poll(5000):
-            received.append(sock.recv())
-            sock.send(encode([{"action.joint_position": np.ones((4, 32, 7), np.float32)}, {}]))
-        sock.close(linger=0)
-        context.term()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    thread = raw_server(free_port, encode([{"action.joint_position": np.ones((4, 32, 7), np.float32)}, {}]), received)
     action = transports(f"tcp://127.0.0.1:{free_port}", timeout=5, array_encoding="npy").infer(observation)
     thread.join(5)
     assert received == [expected]
