@@ -165,6 +165,7 @@ class Policy:
         self.stats = InferenceStats(replicas=self.replicas.stats)
         self._allow_nonfinite = allow_nonfinite_actions
         self._failover_resend = failover_resend
+        self._per_env_requests = all(getattr(t, "per_env_requests", False) for t in self.replicas.transports)
         self._replica_threads = DaemonPool(len(self.replicas), f"arena-adapters-{name}-replicas") if len(
             self.replicas) > 1 else None
         self._scheduler_options: dict[str, Any] = {
@@ -323,13 +324,25 @@ class Policy:
         if not self._connected:
             self.connect()
         query = self._make_query(scheduler, env_ids)
-        outgoing = []
-        for replica, ids in self.replicas.route(env_ids, scheduler.num_envs):
-            part = query if len(ids) == len(env_ids) else self._make_query(scheduler, ids)
-            outgoing.append((replica, part, self._translate_observation(observation, part)))
+        groups = self.replicas.route(env_ids, scheduler.num_envs)
+        if len(groups) == 1:
+            outgoing = [(groups[0][0], query, self._translate_observation(observation, query))]
+        else:
+            outgoing = self._split(observation, query, [(r, self._make_query(scheduler, ids)) for r, ids in groups])
         self.stats.queries += 1
         self.stats.env_requests += len(env_ids)
         return query, outgoing
+
+    def _split(self, observation: Observation, query: Query, parts: list[tuple[int, Query]]) -> list[Outgoing]:
+        """The requests of ``query`` for its replica groups ``parts``. Where every replica takes
+        one message per env (``per_env_requests``), the observation is translated once and its
+        per-env messages are dealt out; otherwise each group is translated on its own."""
+        if self._per_env_requests:
+            messages = self._translate_observation(observation, query)
+            if isinstance(messages, list) and len(messages) == query.size:
+                return [(replica, part, [messages[i] for i in np.searchsorted(query.env_ids_host, part.env_ids_host)])
+                        for replica, part in parts]
+        return [(replica, part, self._translate_observation(observation, part)) for replica, part in parts]
 
     def _make_query(self, scheduler: ActionChunkScheduler, env_ids: EnvIds) -> Query:
         return Query(

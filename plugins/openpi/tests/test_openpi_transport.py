@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from arena_adapters_openpi.builtin_policy import EchoStatePolicy
 from arena_adapters_openpi.observations import layout_of, synthetic_request
 from arena_adapters_openpi.server import ReferenceServer
@@ -86,6 +87,32 @@ def test_replicas_share_the_envs_through_the_core(server_factory: ServerFactory)
         policy.connect()
         assert [str(t.endpoint) for t in policy.replicas.transports] == [s.endpoint for s in servers]
     assert [s.requests for s in servers] == [8, 8]
+
+
+def test_replicas_get_their_envs_messages_from_one_translation(server_factory: ServerFactory) -> None:
+    from arena_adapters import load_policy
+    from arena_adapters.examples import droid_observation
+
+    servers = [server_factory(), server_factory()]
+    observation = droid_observation(16)
+    with load_policy("openpi", endpoint=",".join(s.endpoint for s in servers), execute_steps=4) as policy:
+        with load_policy("openpi", endpoint=server_factory().endpoint, execute_steps=4) as alone:
+            expected = alone.get_action(observation)
+        translate = policy.observation_translator.translate
+        queried: list[list[int]] = []
+
+        def counted(obs: Any, query: Any) -> Any:
+            queried.append(query.env_ids_host.tolist())
+            return translate(obs, query)
+
+        policy.observation_translator.translate = counted  # type: ignore[method-assign]
+        torch.testing.assert_close(policy.get_action(observation), expected)
+        policy.reset(np.array([3, 9, 12]))
+        actions = policy.get_action(observation)
+    assert queried == [list(range(16)), [3, 9, 12]]  # once per query, not once per replica
+    assert [s.requests for s in servers] == [9, 10]  # envs 0-7 and 3 at one, 8-15, 9 and 12 at the other
+    for env in (3, 9, 12):  # each replica answered its own envs' messages: the first action again
+        torch.testing.assert_close(actions[env], expected[env])
 
 
 def test_a_dead_replica_is_skipped_by_the_core(server_factory: ServerFactory) -> None:
