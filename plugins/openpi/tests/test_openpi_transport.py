@@ -115,6 +115,30 @@ def test_replicas_get_their_envs_messages_from_one_translation(server_factory: S
         torch.testing.assert_close(actions[env], expected[env])
 
 
+class NonFiniteActions:
+    """The built-in test policy, with NaN actions."""
+
+    def __init__(self) -> None:
+        self.inner = EchoStatePolicy()
+
+    def infer(self, obs: dict[str, Any]) -> dict[str, Any]:
+        reply = self.inner.infer(obs)
+        reply["actions"] = np.full_like(reply["actions"], np.nan)
+        return reply
+
+
+def test_bad_replies_from_one_replica_name_that_replica(server_factory: ServerFactory) -> None:
+    from arena_adapters import load_policy
+    from arena_adapters.errors import ActionError
+    from arena_adapters.examples import droid_observation
+
+    good, bad = server_factory(), server_factory(NonFiniteActions())
+    with (load_policy("openpi", endpoint=f"{good.endpoint},{bad.endpoint}") as policy,
+          pytest.raises(ActionError, match="NaN or infinity") as raised):
+        policy.get_action(droid_observation(8))
+    assert raised.value.endpoint == bad.endpoint and "for 4 envs [4, 5, 6, 7]" in str(raised.value)
+
+
 def test_a_dead_replica_is_skipped_by_the_core(server_factory: ServerFactory) -> None:
     from arena_adapters import load_policy
     from arena_adapters.examples import droid_observation
