@@ -209,6 +209,36 @@ def test_random_arrays_round_trip_with_json_numpy_in_both_directions(
     assert_strictly_equal(json_numpy.loads(codec.encode(payload)), json_numpy.loads(json_numpy.dumps(payload)))
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays=DTYPES.flatmap(lambda dtype: hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5).flatmap(
+        lambda shape: st.lists(hnp.arrays(np.dtype(dtype), shape), min_size=0, max_size=5))),
+    odd_one=st.sampled_from([None, "scalar", "other dtype", "other shape", "fortran", "text"]),
+    as_tuple=st.booleans(),
+    separators=st.sampled_from([codec.REQUEST_SEPARATORS, codec.REPLY_SEPARATORS]),
+)
+def test_lists_of_arrays_encode_exactly_like_json_numpy(
+    arrays: list[np.ndarray], odd_one: str | None, as_tuple: bool, separators: tuple[str, str]
+) -> None:
+    """A chunk sent as a list of actions (one dtype and shape: written with one dtype and shape
+    text), and lists that break that by one item."""
+    items: list[Any] = list(arrays)
+    if odd_one == "scalar":
+        items.append(np.float64(1.5))
+    elif odd_one == "other dtype" and items:
+        items.append(items[0].astype(np.float32 if items[0].dtype != np.float32 else np.float64))
+    elif odd_one == "other shape":
+        items.append(np.zeros((7,), dtype=items[0].dtype if items else np.float64))
+    elif odd_one == "fortran" and items and items[0].ndim == 2:
+        items.append(np.asfortranarray(items[0]))
+    elif odd_one == "text":
+        items.append("action")
+    value = tuple(items) if as_tuple else items
+    body = codec.encode({"actions": value, "last": value[-1:] if value else value}, separators=separators)
+    assert body == json_numpy.dumps({"actions": value, "last": value[-1:] if value else value},
+                                    separators=separators).encode()
+
+
 @pytest.mark.parametrize(
     "name, fast", [("whitespace_around_colon", True), ("many_arrays", True), ("escaped_key_tail", False),
                    ("escaped_slash_in_base64", False), ("placeholder_lookalike", False), ("duplicate_key", False)]

@@ -146,10 +146,11 @@ def _write(value: Any, out: list[bytes], framing: _Framing, backend: Base64Backe
         out.append(_float_text(value).encode("ascii"))
     elif isinstance(value, (list, tuple)):
         out.append(b"[")
-        for index, item in enumerate(value):
-            if index:
-                out.append(framing.item)
-            _write(item, out, framing, backend)
+        if not _write_like_arrays(value, out, framing, backend):
+            for index, item in enumerate(value):
+                if index:
+                    out.append(framing.item)
+                _write(item, out, framing, backend)
         out.append(b"]")
     elif isinstance(value, Mapping):
         out.append(b"{")
@@ -171,19 +172,45 @@ def _write_array(value: NDArray[Any] | np.generic, out: list[bytes], framing: _F
     dtype = array.dtype
     if dtype.hasobject:
         raise EncodeError(f"numpy arrays of dtype {dtype} hold Python objects and cannot be sent as json_numpy")
-    shape = array.shape
-    if not array.flags.c_contiguous:
-        array = np.ascontiguousarray(array)
-    raw = array.reshape(-1).view(np.uint8) if array.size and dtype.itemsize else b""
     out.append(framing.array_open)
-    out.append(backend.encode(raw))
+    out.append(backend.encode(_raw_bytes(array)))
     out.append(framing.array_dtype)
     if dtype.names is None:
         out.append(encode_basestring_ascii(dtype.str).encode("ascii"))
     else:
         _write(dtype_to_descr(dtype), out, framing, backend)  # type: ignore[no-untyped-call]
-    out.append(framing.array_shape)
-    out.append(b"[" + framing.item.join(b"%d" % n for n in shape) + b"]}")
+    out.append(_shape_tail(array.shape, framing))
+
+
+def _write_like_arrays(items: list[Any] | tuple[Any, ...], out: list[bytes], framing: _Framing,
+                       backend: Base64Backend) -> bool:
+    """Write ``items`` when they are two or more arrays of one plain dtype and one shape (a chunk
+    sent as a list of actions), their dtype and shape text made once; else write nothing."""
+    if len(items) < 2 or type(items[0]) is not np.ndarray:
+        return False
+    dtype, shape = items[0].dtype, items[0].shape
+    if dtype.names is not None or dtype.hasobject:
+        return False
+    for item in items:
+        if type(item) is not np.ndarray or item.dtype != dtype or item.shape != shape:
+            return False
+    tail = (framing.array_dtype + encode_basestring_ascii(dtype.str).encode("ascii")
+            + _shape_tail(shape, framing) + framing.item + framing.array_open)
+    out.append(framing.array_open)
+    out.extend(part for item in items for part in (backend.encode(_raw_bytes(item)), tail))
+    out[-1] = tail[: -len(framing.item + framing.array_open)]
+    return True
+
+
+def _raw_bytes(array: NDArray[Any]) -> Any:
+    """``array``'s data in C order, as bytes (empty for no data)."""
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    return array.reshape(-1).view(np.uint8) if array.size and array.dtype.itemsize else b""
+
+
+def _shape_tail(shape: tuple[int, ...], framing: _Framing) -> bytes:
+    return framing.array_shape + b"[" + framing.item.join(b"%d" % n for n in shape) + b"]}"
 
 
 def _float_text(value: float) -> str:
