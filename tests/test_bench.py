@@ -60,10 +60,15 @@ def _check_end_to_end(rows: list[dict[str, Any]]) -> None:
             for part in ("obs_translation", "encode", "server_decode", "client_decode", "action_translation"):
                 assert query[f"{part}_s"] > 0, (name, part)
             assert (query.get("wire_floor_s", 0) > 0) == (adapter == "gr00t"), (name, query)
-    replicated = by_name["gr00t, 16 envs, 2 replicas vs local"]["extra"]
-    assert replicated["env_steps_per_s"] > 0 and replicated["local_env_steps_per_s"] > 0
-    assert len(replicated["requests_per_replica"]) == 2 and min(replicated["requests_per_replica"]) > 0
-    assert not any("replicas" in name for name in by_name if not name.startswith("gr00t, 16 envs"))
+    for adapter in ("gr00t", "openvla"):
+        replicated = by_name[f"{adapter}, 16 envs, 2 replicas vs local"]["extra"]
+        assert replicated["env_steps_per_s"] > 0 and replicated["local_env_steps_per_s"] > 0
+        assert len(replicated["requests_per_replica"]) == 2 and min(replicated["requests_per_replica"]) > 0
+    against_arena = by_name["openvla, 16 envs, 2 replicas vs Arena-style"]["extra"]
+    assert against_arena["arena_env_steps_per_s"] > 0 and against_arena["arena_requests_per_step"] > 0
+    assert sorted(name for name in by_name if "replicas" in name) == [
+        "gr00t, 16 envs, 2 replicas vs local", "openvla, 16 envs, 2 replicas vs Arena-style",
+        "openvla, 16 envs, 2 replicas vs local"]
     assert by_name["memory copy bandwidth (np.copyto, 4 MiB)"]["extra"]["GB_per_s"] > 0
 
 

@@ -36,10 +36,10 @@ parts are summed over the threads and can exceed the wall time. ``floor`` is the
 For gr00t, ``wire_floor_s`` is a raw ZeroMQ round trip of the request's bytes to an echo process
 (:mod:`arena_adapters.bench.wire_floor`): what ``transfer`` cannot go below over that socket.
 
-One GR00T server is one socket, so on a cuda device gr00t is measured from 1024 envs up against
-:data:`CUDA_REPLICAS` server processes too (``Plan.replicas``: the adapter's replicas, one
-comma-separated ``endpoint``; each query split into one request per replica, sent concurrently),
-beside the local limit: rows ``gr00t, N envs, R replicas vs local``.
+On a cuda device gr00t (1024 and 4096 envs) and openvla (64 and 256 envs) are measured against
+several server processes too (:data:`CUDA_REPLICAS`: one comma-separated ``endpoint``; each query
+split over the replicas, sent concurrently), beside the local limit (and for openvla the Arena-style
+client against one server): rows ``ADAPTER, N envs, R replicas vs local`` (``vs Arena-style``).
 """
 
 from __future__ import annotations
@@ -127,6 +127,18 @@ def make_env(num_envs: int, image_size: tuple[int, int] = IMAGE_SIZE, device: st
 
 
 @dataclass(frozen=True)
+class ReplicaRun:
+    """An adapter measured against several server replicas too, at some sizes (rows ``ADAPTER, N
+    envs, R replicas vs local``, and ``... vs Arena-style`` with ``against_arena``: the Arena-style
+    client against one server, which its one-env-after-another requests could not spread)."""
+
+    adapter: str
+    servers: int
+    sizes: tuple[int, ...]
+    against_arena: bool = False
+
+
+@dataclass(frozen=True)
 class Plan:
     """Sizes and lengths of the measurements."""
 
@@ -140,14 +152,11 @@ class Plan:
     servers_in_process: bool = False
     rounds: int = 2
     most_envs_in_rounds: int = 64
-    replicas: int = 1
-    replicas_from_envs: int = 1024
+    replicas: tuple[ReplicaRun, ...] = ()
 
-    def replicas_at(self, adapter: str, num_envs: int) -> int:
-        """Server replicas gr00t is measured against too at ``num_envs`` (1: none). One GR00T server is
-        one ZeroMQ socket, whose raw round trip (the wire floor) caps a large batch's queries: with
-        ``replicas`` servers the policy splits each query into that many requests, sent concurrently."""
-        return self.replicas if adapter == "gr00t" and num_envs >= self.replicas_from_envs else 1
+    def replicas_at(self, adapter: str, num_envs: int) -> ReplicaRun | None:
+        """The replicas ``adapter`` is measured against too at ``num_envs``, if any."""
+        return next((run for run in self.replicas if run.adapter == adapter and num_envs in run.sizes), None)
 
     def rounds_at(self, num_envs: int) -> int:
         """Rounds per column at ``num_envs``: ``rounds`` up to ``most_envs_in_rounds`` envs (short
@@ -169,14 +178,19 @@ FULL = Plan()
 """The full plan on cpu: 4096 envs are left out there (a step of 4096 envs' two 180x320 cameras and the
 Arena-style GR00T client's 1.4 GB request per step would take most of the section's 10 minutes)."""
 CUDA_ONLY_SIZE = 4096
-CUDA_REPLICAS = 8
+CUDA_REPLICAS = (ReplicaRun("gr00t", 8, (1024, CUDA_ONLY_SIZE)),
+                 ReplicaRun("openvla", 4, (64, 256), against_arena=True))
+"""One GR00T server is one ZeroMQ socket, whose raw round trip (the wire floor) caps a large batch's
+queries: against 8 servers the policy splits each query into 8 requests, sent concurrently. One
+OpenVLA server spends about 1.2 ms of CPU on each env's request, one after another: against 4 the
+policy deals a query's per-env requests out to them."""
 FULL_CUDA = Plan(sizes=(*FULL.sizes, CUDA_ONLY_SIZE), large_steps=32, huge_steps=24, replicas=CUDA_REPLICAS)
 """The full plan on a cuda device: 4096 envs included; 32 measured steps at 64 and 256 envs and 24 at
 1024 (a step of the local adapter at 1024 envs takes a few milliseconds: 8 are too few to time it
-steadily), 8 at 4096 (where the Arena-style GR00T client's step takes seconds); and gr00t from 1024
-envs up against :data:`CUDA_REPLICAS` servers too (a process each: a machine of 16 or more cores)."""
+steadily), 8 at 4096 (where the Arena-style GR00T client's step takes seconds); and the
+:data:`CUDA_REPLICAS` runs too (a server process each: a machine of 16 or more cores)."""
 QUICK = Plan(sizes=(1, 16), warmup=2, small_steps=12, image_size=QUICK_IMAGE_SIZE, servers_in_process=True, rounds=1,
-             replicas=2, replicas_from_envs=16)
+             replicas=(ReplicaRun("gr00t", 2, (16,)), ReplicaRun("openvla", 2, (16,), against_arena=True)))
 
 
 def plan_for(settings: BenchSettings) -> Plan:
@@ -367,12 +381,13 @@ COLUMNS = ("ours", "local", "env alone", "Arena-style")
 
 
 def _measure_size(adapter: str, endpoint: str, options: dict[str, Any], num_envs: int, plan: Plan, device: str,
-                  columns: tuple[str, ...] = COLUMNS, rounds: int | None = None
+                  columns: tuple[str, ...] = COLUMNS, rounds: int | None = None, arena_endpoint: str | None = None
                   ) -> tuple[dict[str, Drive], Timers, int, int, str | None]:
     """``columns`` (ours first, so that the local adapter replays the chunk ours got) at one size,
-    ``rounds`` times (default ``plan.rounds_at(num_envs)``) in alternating order. Returns each
-    column's mean run, ours' timers and queries, the Arena-style client's requests, and why that
-    client could not run (or None)."""
+    ``rounds`` times (default ``plan.rounds_at(num_envs)``) in alternating order; the Arena-style
+    client against ``arena_endpoint`` (default ``endpoint``). Returns each column's mean run, ours'
+    timers and queries, the Arena-style client's requests, and why that client could not run (or
+    None)."""
     execute_steps = int(options.get("execute_steps", 8))
     timers = Timers()
     runs: dict[str, list[Drive]] = defaultdict(list)
@@ -391,7 +406,7 @@ def _measure_size(adapter: str, endpoint: str, options: dict[str, Any], num_envs
             elif column == "env alone":
                 run = env_alone(chunk[0, 0], num_envs, plan, device)
             else:
-                arena = _arena_drive(adapter, endpoint, num_envs, plan, execute_steps, device)
+                arena = _arena_drive(adapter, arena_endpoint or endpoint, num_envs, plan, execute_steps, device)
                 if isinstance(arena, str):
                     arena_skipped = arena
                     continue
@@ -408,7 +423,7 @@ def _measure_adapter(adapter: str, plan: Plan, bandwidth: float, device: str = "
     Arena-style client (see :func:`_measure_size`), against one server; and where
     :meth:`Plan.replicas_at` says so, ours against several (:func:`_measure_replicas`)."""
     rows = []
-    count = max(plan.replicas_at(adapter, num_envs) for num_envs in plan.sizes)
+    count = max([run.servers for run in plan.replicas if run.adapter == adapter], default=1)
     with _servers(adapter, plan.servers_in_process, count) as (endpoints, record), _wire_echo(adapter) as echo:
         endpoint = endpoints[0]
         options = {**dict(record.client_options), "timeout": CLIENT_TIMEOUT_S}
@@ -446,29 +461,40 @@ def _measure_adapter(adapter: str, plan: Plan, bandwidth: float, device: str = "
                              "queries": queries, "requests_per_query": round(timers.requests / max(queries, 1), 2),
                              "bytes_per_query": int(bytes_per_query),
                              **{f"{part}_s": breakdown[part] for part in PARTS}, **wire}))
-            replicas = plan.replicas_at(adapter, num_envs)
-            if replicas > 1:
-                rows.append(_measure_replicas(adapter, endpoints[:replicas], options, num_envs, plan, device))
+            replicated = plan.replicas_at(adapter, num_envs)
+            if replicated is not None:
+                rows.extend(_measure_replicas(replicated, endpoints[:replicated.servers], options, num_envs, plan,
+                                              device))
     return rows
 
 
-def _measure_replicas(adapter: str, endpoints: list[str], options: dict[str, Any], num_envs: int, plan: Plan,
-                      device: str) -> Row:
-    """Ours against ``len(endpoints)`` server replicas (one policy, each query split into one request
-    per replica, sent concurrently) and the local limit, alternating for ``plan.rounds`` rounds at any
-    size, after one unmeasured run of ours: the first such run in a process is slower all through
-    (31,000-38,000 against 45,000-55,000 env steps/s at 1024 envs on an H100), a cost a long eval
-    pays once."""
-    endpoint = ",".join(endpoints)
+def _measure_replicas(replicated: ReplicaRun, endpoints: list[str], options: dict[str, Any], num_envs: int,
+                      plan: Plan, device: str) -> list[Row]:
+    """Ours against ``len(endpoints)`` server replicas (one policy, each query split over them) and
+    the local limit (and, ``against_arena``, the Arena-style client against the first server),
+    alternating for ``plan.rounds`` rounds at any size, after one unmeasured run of ours: the first
+    such run in a process is slower all through (31,000-38,000 against 45,000-55,000 env steps/s
+    for gr00t at 1024 envs on an H100), a cost a long eval pays once."""
+    adapter, endpoint = replicated.adapter, ",".join(endpoints)
+    columns = ("ours", "local", "Arena-style") if replicated.against_arena else ("ours", "local")
     _drive_ours(adapter, endpoint, options, num_envs, plan, device, Timers())
-    runs, timers, *_ = _measure_size(adapter, endpoint, options, num_envs, plan, device, ("ours", "local"),
-                                     plan.rounds)
+    runs, timers, _, arena_requests, _ = _measure_size(adapter, endpoint, options, num_envs, plan, device, columns,
+                                                       plan.rounds, arena_endpoint=endpoints[0])
     ours_s, local_s = runs["ours"].seconds_per_step, runs["local"].seconds_per_step
-    return Row("end_to_end", f"{adapter}, {num_envs} envs, {len(endpoints)} replicas vs local", ours_s / num_envs,
-               local_s / num_envs, f"{LOCAL_BASELINE}; ours against {len(endpoints)} servers",
-               {"unit": "seconds per env step", "env_steps_per_s": round(num_envs / ours_s, 1),
-                "local_env_steps_per_s": round(num_envs / local_s, 1), "replicas": len(endpoints),
-                "requests_per_replica": timers.replica_requests})
+    name = f"{adapter}, {num_envs} envs, {len(endpoints)} replicas"
+    common = {"unit": "seconds per env step", "env_steps_per_s": round(num_envs / ours_s, 1),
+              "replicas": len(endpoints), "requests_per_replica": timers.replica_requests}
+    rows = [Row("end_to_end", f"{name} vs local", ours_s / num_envs, local_s / num_envs,
+                f"{LOCAL_BASELINE}; ours against {len(endpoints)} servers",
+                {**common, "local_env_steps_per_s": round(num_envs / local_s, 1)})]
+    if "Arena-style" in runs:
+        arena_s = runs["Arena-style"].seconds_per_step
+        rows.append(Row("end_to_end", f"{name} vs Arena-style", ours_s / num_envs, arena_s / num_envs,
+                        f"{ARENA_BASELINES[adapter]} against one server; ours against {len(endpoints)}",
+                        {**common, "arena_env_steps_per_s": round(num_envs / arena_s, 1),
+                         "arena_requests_per_step": round(arena_requests / (plan.steps(num_envs) * plan.rounds), 2),
+                         "limit_vs_arena": round(arena_s / local_s, 2)}))
+    return rows
 
 
 def _arena_drive(adapter: str, endpoint: str, num_envs: int, plan: Plan, execute_steps: int, device: str
