@@ -5,7 +5,8 @@ the client steps ``load_policy(NAME).get_action`` on the adapter's example obser
 ``--kill-every`` steps the server is killed (SIGKILL) and started again on the same port. Printed
 per adapter: steps completed, errors by type, recovery time after each restart (first successful
 step after the server is back), and the client's RSS, threads and open fds at warm-up and at the
-end, with the growth. Targets: RSS growth < 10 MB after warm-up, threads and fds flat.
+end, with the growth (and RSS at each recovery, to tell a plateau from a leak). Targets: RSS growth
+< 10 MB after warm-up, threads and fds flat.
 
     python benchmarks/soak.py                       # 100,000 steps per adapter, a kill every 10,000
     python benchmarks/soak.py --steps 20000 --adapters gr00t
@@ -57,6 +58,7 @@ class SoakResult:
     steps: int = 0
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     recoveries_s: list[float] = field(default_factory=list)
+    rss_after_restarts_mb: list[float] = field(default_factory=list)
     latencies_kept: int = 0
     warm: Usage | None = None
     end: Usage | None = None
@@ -122,6 +124,7 @@ def soak(adapter: str, steps: int, kill_every: int, num_envs: int, timeout: floa
                     result.steps += 1
                     if restarted_at is not None:
                         result.recoveries_s.append(time.perf_counter() - restarted_at)
+                        result.rss_after_restarts_mb.append(Usage.now().rss_mb)
                         restarted_at = None
                 except AdapterError as error:
                     result.errors[type(error).__name__] += 1
@@ -171,6 +174,8 @@ def print_result(result: SoakResult) -> None:
     if warm and end:
         print(f"   RSS {warm.rss_mb:.1f} -> {end.rss_mb:.1f} MB ({end.rss_mb - warm.rss_mb:+.1f}); "
               f"threads {warm.threads} -> {end.threads}; fds {warm.fds} -> {end.fds}")
+    if result.rss_after_restarts_mb:
+        print(f"   RSS after each restart: {', '.join(f'{mb:.1f}' for mb in result.rss_after_restarts_mb)} MB")
 
 
 if __name__ == "__main__":
