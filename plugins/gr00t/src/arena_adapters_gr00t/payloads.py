@@ -19,6 +19,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from arena_adapters.transport.msgpack_format import CONSTANTS, NUMBERS, SIZED, U16, U32
+
 PLACEHOLDER_TYPE = 42
 """The ext type code of a placeholder (any code: the message itself may hold no ext at all)."""
 LIFT_MIN_MESSAGE_BYTES = 1 << 20
@@ -28,13 +30,8 @@ PAYLOAD_KEYS = frozenset({b"\xa6as_npy", b"\xc4\x06as_npy", b"\xa4data", b"\xc4\
 """The msgpack bytes of the keys whose bin values are lifted (as str or bin)."""
 
 _PLACEHOLDER = struct.Struct(">BbI")
-_U16 = struct.Struct(">H").unpack_from
-_U32 = struct.Struct(">I").unpack_from
-_FIXED_WIDTH = {0xC0: 1, 0xC2: 1, 0xC3: 1, 0xCA: 5, 0xCB: 9, 0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9,
-                0xD0: 2, 0xD1: 3, 0xD2: 5, 0xD3: 9}
-_SIZED = {0xC4: (1, False), 0xC5: (2, False), 0xC6: (4, False),  # bin: (width of the size, is a container)
-          0xD9: (1, False), 0xDA: (2, False), 0xDB: (4, False),  # str
-          0xDC: (2, True), 0xDD: (4, True), 0xDE: (2, True), 0xDF: (4, True)}  # array, map
+_FIXED_WIDTH = {**{code: 1 for code in CONSTANTS}, **{code: 1 + layout.size for code, layout in NUMBERS.items()}}
+"""Bytes a value of one of these codes takes, its code included."""
 
 
 class Lifted:
@@ -80,7 +77,7 @@ def placeholder_hook(payloads: list[memoryview]) -> Any:
     def hook(code: int, data: bytes) -> Any:
         if code != PLACEHOLDER_TYPE or len(data) != 4:  # the walk lifts no message with an ext of its own
             raise ValueError(f"unexpected ext type {code} in a lifted GR00T message")
-        return payloads[_U32(data, 0)[0]]
+        return payloads[U32(data, 0)[0]]
 
     return hook
 
@@ -120,17 +117,18 @@ def _payload_spans(view: memoryview) -> list[tuple[int, int, int]] | None:
             pos += 1 + (code & 0x1F)
         elif code in _FIXED_WIDTH:
             pos += _FIXED_WIDTH[code]
-        elif code in _SIZED:
-            width, container = _SIZED[code]
+        elif code in SIZED:
+            width, kind = SIZED[code]
             if pos + 1 + width > end:
                 return None
-            size = view[pos + 1] if width == 1 else (_U16 if width == 2 else _U32)(view, pos + 1)[0]
+            size = view[pos + 1] if width == 1 else (U16 if width == 2 else U32)(view, pos + 1)[0]
             pos += 1 + width
+            container = kind in ("list", "map")
             if container:
-                is_map = code >= 0xDE
+                is_map = kind == "map"
                 stack.append([2 * size if is_map else size, int(is_map), 0, 0])
             else:
-                if (is_value and code <= 0xC6 and size >= LIFT_MIN_BIN_BYTES
+                if (is_value and kind == "bin" and size >= LIFT_MIN_BIN_BYTES
                         and bytes(view[frame[2]:frame[3]]) in PAYLOAD_KEYS and pos + size <= end):
                     spans.append((start, pos, pos + size))
                 pos += size

@@ -22,6 +22,7 @@ import numpy as np
 
 from arena_adapters.errors import ProtocolError
 from arena_adapters.transport import DecodeLimits
+from arena_adapters.transport.msgpack_format import EXT_WIDTH, FIXEXT, NUMBERS, SIZED, U16, U32
 
 DtypeCheck = Callable[[bytes, DecodeLimits], "np.dtype[Any]"]
 """``dtype_of(text, limits)``: the dtype an array map names, or :class:`ProtocolError`."""
@@ -36,20 +37,7 @@ _SHAPE_KEY = b"\xc4\x05shape"
 _TAIL_KEY_BYTES = 48
 _TAIL_CACHE_SIZE = 256
 
-_U16 = struct.Struct(">H").unpack_from
-_U32 = struct.Struct(">I").unpack_from
 _F64 = struct.Struct(">d").unpack_from
-_NUMBERS = {
-    0xCA: struct.Struct(">f"), 0xCB: struct.Struct(">d"),
-    0xCC: struct.Struct(">B"), 0xCD: struct.Struct(">H"), 0xCE: struct.Struct(">I"), 0xCF: struct.Struct(">Q"),
-    0xD0: struct.Struct(">b"), 0xD1: struct.Struct(">h"), 0xD2: struct.Struct(">i"), 0xD3: struct.Struct(">q"),
-}
-_SIZED = {  # code: (width of the size, what follows)
-    0xC4: (1, "bin"), 0xC5: (2, "bin"), 0xC6: (4, "bin"), 0xD9: (1, "str"), 0xDA: (2, "str"), 0xDB: (4, "str"),
-    0xDC: (2, "list"), 0xDD: (4, "list"), 0xDE: (2, "map"), 0xDF: (4, "map"),
-}
-_FIXEXT = {0xD4: 1, 0xD5: 2, 0xD6: 4, 0xD7: 8, 0xD8: 16}
-_EXT_WIDTH = {0xC7: 1, 0xC8: 2, 0xC9: 4}
 
 
 class Tail:
@@ -155,18 +143,18 @@ def _read(message: _Message, pos: int, depth: int) -> tuple[Any, int]:
         return False, pos + 1
     if code == 0xC3:
         return True, pos + 1
-    layout = _NUMBERS.get(code)
+    layout = NUMBERS.get(code)
     if layout is not None:
         if pos + 1 + layout.size > message.end:
             raise _truncated(message, pos, "a number")
         return layout.unpack_from(data, pos + 1)[0], pos + 1 + layout.size
-    sized = _SIZED.get(code)
+    sized = SIZED.get(code)
     if sized is None:
         return _ext(message, pos, code)
     width, kind = sized
     if pos + 1 + width > message.end:
         raise _truncated(message, pos, f"the size of a {kind}")
-    size = data[pos + 1] if width == 1 else (_U16 if width == 2 else _U32)(data, pos + 1)[0]
+    size = data[pos + 1] if width == 1 else (U16 if width == 2 else U32)(data, pos + 1)[0]
     pos += 1 + width
     if kind == "bin":
         end = pos + size
@@ -248,9 +236,9 @@ def _array(message: _Message, pos: int) -> tuple[np.ndarray[Any, Any], int] | No
     if code == 0xC4:
         size, pos = data[pos + 1], pos + 2
     elif code == 0xC5:
-        size, pos = _U16(data, pos + 1)[0], pos + 3
+        size, pos = U16(data, pos + 1)[0], pos + 3
     elif code == 0xC6:
-        size, pos = _U32(data, pos + 1)[0], pos + 5
+        size, pos = U32(data, pos + 1)[0], pos + 5
     else:
         return None
     start, pos = pos, pos + size
@@ -313,10 +301,10 @@ def _parse_tail(message: _Message, pos: int) -> Tail | None:
             shape.append(data[pos + 1])
             pos += 2
         elif code == 0xCD and pos + 3 <= end:
-            shape.append(_U16(data, pos + 1)[0])
+            shape.append(U16(data, pos + 1)[0])
             pos += 3
         elif code == 0xCE and pos + 5 <= end:
-            shape.append(_U32(data, pos + 1)[0])
+            shape.append(U32(data, pos + 1)[0])
             pos += 5
         else:
             return None
@@ -324,11 +312,11 @@ def _parse_tail(message: _Message, pos: int) -> Tail | None:
 
 
 def _ext(message: _Message, pos: int, code: int) -> tuple[Any, int]:
-    size = _FIXEXT.get(code)
+    size = FIXEXT.get(code)
     if size is not None:
         head = pos + 2
     else:
-        width = _EXT_WIDTH.get(code)
+        width = EXT_WIDTH.get(code)
         if width is None:
             raise Malformed(f"openpi message: reserved byte 0x{code:02x} at offset {pos}")
         head = pos + 2 + width
