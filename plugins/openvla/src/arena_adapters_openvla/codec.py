@@ -194,11 +194,13 @@ def _write_like_arrays(items: list[Any] | tuple[Any, ...], out: list[bytes], fra
     for item in items:
         if type(item) is not np.ndarray or item.dtype != dtype or item.shape != shape:
             return False
-    tail = (framing.array_dtype + encode_basestring_ascii(dtype.str).encode("ascii")
-            + _shape_tail(shape, framing) + framing.item + framing.array_open)
+    closing = framing.array_dtype + encode_basestring_ascii(dtype.str).encode("ascii") + _shape_tail(shape, framing)
+    between = closing + framing.item + framing.array_open
+    last = len(items) - 1
     out.append(framing.array_open)
-    out.extend(part for item in items for part in (backend.encode(_raw_bytes(item)), tail))
-    out[-1] = tail[: -len(framing.item + framing.array_open)]
+    for index, item in enumerate(items):
+        out.append(backend.encode(_raw_bytes(item)))
+        out.append(closing if index == last else between)
     return True
 
 
