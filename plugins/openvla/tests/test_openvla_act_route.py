@@ -25,21 +25,23 @@ FASTAPI = "application/json; charset=utf-8"
 
 
 def _exchange(server: ReferenceServer, body: bytes, content_type: str | None, *, chunked: bool = False,
-              complete: bool = True) -> bytes:
+              sent: int | None = None) -> bytes:
     """One request on a fresh connection; the whole reply (the server closes after it).
 
-    ``complete=False`` leaves the body out (after the headers, or after the first chunk): for
-    requests the server refuses before reading them whole, so that no unread bytes make its close
-    a reset that could overtake the reply.
+    ``sent`` sends only that many bytes of the body (its length and a chunked body's one chunk
+    size still declare it whole, and no end follows): for requests the server refuses before
+    reading them whole. The server must have read every byte sent before it closes, or the
+    kernel answers the unread bytes with a reset that can overtake the reply.
     """
     head = "POST /act HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
     if content_type is not None:
         head += f"Content-Type: {content_type}\r\n"
+    part = body if sent is None else body[:sent]
     if chunked:
-        data = head.encode() + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (len(body), body)
-        data += b"0\r\n\r\n" if complete else b""
+        data = head.encode() + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(body) + part
+        data += b"\r\n0\r\n\r\n" if sent is None else b""
     else:
-        data = head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + (body if complete else b"")
+        data = head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + part
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
         sock.sendall(data)
         reply = b""
@@ -116,7 +118,8 @@ def test_a_chunked_body_is_served_by_fastapi_and_over_the_cap_is_413(start_serve
     small = codec.encode({"image": IMAGE[:8, :8], "instruction": "x"})
     assert _exchange(server, small, HOT, chunked=True).startswith(b"HTTP/1.1 200 OK")
     large = codec.encode({"image": np.zeros((100, 100, 3), np.uint8), "instruction": "x"})  # ~40 KB
-    reply = _exchange(server, large, HOT, chunked=True, complete=False)  # refused while streaming
+    # refused while streaming, as soon as it has read one byte over the cap: all that is sent
+    reply = _exchange(server, large, HOT, chunked=True, sent=20_001)
     assert reply.startswith(b"HTTP/1.1 413") and b"max_message_bytes=20,000" in reply
-    assert _exchange(server, large, HOT, complete=False).startswith(b"HTTP/1.1 413")  # from its Content-Length
+    assert _exchange(server, large, HOT, sent=0).startswith(b"HTTP/1.1 413")  # from its Content-Length
     assert server.app.served == 0 and server.stats.requests == 1
