@@ -15,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 from arena_adapters.errors import ProtocolError
 from arena_adapters.testing.golden import assert_strictly_equal
+from arena_adapters.transport import DecodeLimits
 
 IMAGE = (np.arange(224 * 224 * 3) % 251).astype(np.uint8).reshape(224, 224, 3)
 
@@ -248,3 +249,124 @@ def test_the_cut_out_fast_path_is_taken_only_when_it_is_exact(name: str, fast: b
     assert (found is not None) == fast
     if found is not None:
         assert_strictly_equal(found[0], json_numpy.loads(ADVERSARIAL[name]))
+
+
+def _plain(text: bytes) -> Any:
+    """The plain parse (no fast path), or the ProtocolError it raises."""
+    try:
+        return codec._parse(text, base64_backend.DEFAULT, codec.DEFAULT_LIMITS, cut=False)
+    except (ProtocolError, json.JSONDecodeError) as error:
+        return error
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    arrays=DTYPES.flatmap(lambda dtype: hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=5).flatmap(
+        lambda shape: st.lists(hnp.arrays(np.dtype(dtype), shape), min_size=1, max_size=20))),
+    separators=st.sampled_from([codec.REQUEST_SEPARATORS, codec.REPLY_SEPARATORS]),
+)
+def test_a_list_of_like_arrays_decodes_on_the_fast_path_like_json_numpy(
+    arrays: list[np.ndarray], separators: tuple[str, str]
+) -> None:
+    """The OFT reply: a chunk as a list of actions of one dtype and shape, as either writer writes it."""
+    for text in (codec.encode(arrays, separators=separators), json_numpy.dumps(arrays, separators=separators).encode()):
+        fast = codec._loads_like_arrays(text, base64_backend.DEFAULT, codec.DEFAULT_LIMITS)
+        assert fast is not None
+        assert_strictly_equal(fast, json_numpy.loads(text))
+        assert_strictly_equal(codec.decode(text), fast)
+        assert all(not array.flags.writeable and array.flags.c_contiguous for array in fast)
+
+
+CHUNK = codec.encode([np.arange(8, dtype=np.float32) + i for i in range(4)], separators=codec.REPLY_SEPARATORS)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        CHUNK.replace(b'"<f4"', b'"<f8"', 1),  # the first array's dtype differs from the rest
+        CHUNK.replace(b"[8]", b"[4]", 1),
+        CHUNK[:-1] + b", 1]",  # an item that is no array
+        CHUNK.replace(b"},{", b"}, {", 1),  # other spacing in the middle
+        CHUNK.replace(b'"dtype"', b'"dtype" ', 1),
+        CHUNK.replace(b"A", b"\\u0041", 1),  # an escape inside the base64
+        CHUNK.replace(b"A", b"!", 1),  # outside the alphabet: json_numpy drops it
+        CHUNK.replace(b"==", b"=", 1),
+        CHUNK.replace(b"[8]", b"[08]"),  # not JSON
+        CHUNK.replace(b'"<f4"', b'"|O8"'),  # refused dtype
+        CHUNK.replace(b"[8]", b"[8, 0]"),
+        CHUNK.replace(b"[8]", b"[4]"),  # every array declares half its bytes
+        CHUNK.replace(b'"<f4"', b'"<f8"'),
+        CHUNK[:-2] + b"}",  # cut short
+        CHUNK[:-1] + b"x",
+        CHUNK + b" ",
+        b"[" + CHUNK + b"]",
+        b'[{"__numpy__":"AAAA","dtype":"|u1","shape":[3]},{"__numpy__":"AAAA","dtype":"|u1","shape":[3]}]',
+        b'[{"__numpy__":"AAAA","dtype":"|u1","shape":[3]},{"__numpy__":"AAAA",'
+        b'"dtype":"|u1","shape":[3]},{"x":"AAAA","dtype":"|u1","shape":[3]}]',
+    ],
+)
+def test_near_misses_of_a_like_array_list_decode_as_the_plain_parse_does(text: bytes) -> None:
+    fast = codec._loads_like_arrays(text, base64_backend.DEFAULT, codec.DEFAULT_LIMITS)
+    plain = _plain(text)
+    if fast is not None:
+        assert_strictly_equal(fast, plain)
+    try:
+        decoded = codec.decode(text)
+    except ProtocolError as error:
+        assert isinstance(plain, (ProtocolError, json.JSONDecodeError)), error
+        return
+    assert_strictly_equal(decoded, plain)
+
+
+def test_a_like_array_list_keeps_within_the_limits() -> None:
+    with pytest.raises(ProtocolError, match="max_depth=2"):
+        codec.decode(CHUNK, limits=DecodeLimits(max_depth=2))
+    with pytest.raises(ProtocolError, match="max_array_bytes=16"):
+        codec.decode(CHUNK, limits=DecodeLimits(max_array_bytes=16))
+    with pytest.raises(ProtocolError, match="at most 1 ints"):
+        codec.decode(CHUNK.replace(b"[8]", b"[2,4]"), limits=DecodeLimits(max_ndim=1))
+    assert len(codec.decode(CHUNK, limits=DecodeLimits(max_depth=3, max_array_bytes=32))) == 4
+
+
+@settings(max_examples=150, deadline=None)
+@given(position=st.integers(min_value=0, max_value=len(CHUNK) - 1), edit=st.sampled_from(["drop", "double", "swap"]),
+       byte=st.sampled_from(list(b'[]{},: "\\Ax0=9')))
+def test_an_edited_like_array_list_never_decodes_other_than_the_plain_parse(position: int, edit: str, byte: int) -> None:
+    if edit == "drop":
+        text = CHUNK[:position] + CHUNK[position + 1:]
+    elif edit == "double":
+        text = CHUNK[:position] + CHUNK[position:position + 1] * 2 + CHUNK[position + 1:]
+    else:
+        text = CHUNK[:position] + bytes([byte]) + CHUNK[position + 1:]
+    fast = codec._loads_like_arrays(text, base64_backend.DEFAULT, codec.DEFAULT_LIMITS)
+    if fast is not None:
+        assert_strictly_equal(fast, _plain(text))
+
+
+def test_the_default_backend_sends_small_data_to_binascii_and_large_data_to_pybase64() -> None:
+    """pybase64 releases the GIL on every call; small data stays with binascii, which does not."""
+    calls: list[tuple[str, str, int]] = []
+
+    def recording(name: str) -> base64_backend.Base64Backend:
+        real = base64_backend.BINASCII
+        return base64_backend.Base64Backend(
+            name,
+            lambda data: calls.append((name, "encode", len(data))) or real.encode(data),
+            lambda data: calls.append((name, "strict", len(data))) or real.decode_strict(data),
+            lambda data: calls.append((name, "lenient", len(data))) or real.decode_lenient(data),
+        )
+
+    routed = base64_backend.by_size(recording("small"), recording("large"), threshold=100)
+    assert routed.encode(b"x" * 99) == base64_backend.BINASCII.encode(b"x" * 99)
+    routed.encode(b"x" * 100)
+    routed.decode_strict(b"QUJD" * 25)
+    routed.decode_lenient(b"QUJD" * 24 + b"!!!")  # json_numpy drops characters outside the alphabet
+    assert calls == [("small", "encode", 99), ("large", "encode", 100), ("large", "strict", 100), ("small", "lenient", 99)]
+    threshold = base64_backend.GIL_RELEASE_MIN_BYTES
+    if base64_backend.PYBASE64 is not None:
+        assert base64_backend.DEFAULT.name == f"binascii under {threshold} bytes, else pybase64"
+    for size in (0, 1, threshold - 1, threshold, 3 * threshold + 1):
+        data = np.random.default_rng(size).bytes(size)
+        text = base64_backend.DEFAULT.encode(data)
+        assert text == base64_backend.BINASCII.encode(data)
+        assert base64_backend.DEFAULT.decode_strict(text) == data == base64_backend.DEFAULT.decode_lenient(text)
