@@ -11,6 +11,10 @@ What it promises, and why it is written on a bare socket rather than an HTTP lib
   that is left, so a server that trickles its reply a byte at a time still ends in
   :class:`~arena_adapters.errors.TransportTimeout` by the deadline (a library's timeout bounds
   each read instead);
+- few system calls, each of which lets another thread take the GIL (and must wait to get it back):
+  a plain TCP socket stays non-blocking and is waited on with ``poll`` only when it is not ready,
+  instead of a socket timeout, which costs a ``poll`` and an ``ioctl`` before every ``send`` and
+  ``recv``; an exchange is about four calls (the idle check, ``sendmsg``, ``poll``, ``recv``);
 - a reply larger than ``max_reply_bytes`` is refused from its ``Content-Length`` before the body
   is read, and a body without one is cut off as soon as it grows past the limit;
 - :meth:`HttpConnection.abort`, from any thread, shuts the socket down, so that a blocked
@@ -23,10 +27,12 @@ What it promises, and why it is written on a bare socket rather than an HTTP lib
 from __future__ import annotations
 
 import contextlib
+import math
 import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -45,6 +51,8 @@ ERROR_BODY_BYTES = 64 * 1024
 
 _RECV_BYTES = 256 * 1024
 _SEND_BYTES = 1024 * 1024
+_IDLE_CHECK_S = 0.01
+"""An idle check this recent (the pool's, as it hands the connection out) serves the exchange too."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,7 @@ class HttpConnection:
         self._sock: socket.socket | None = None
         self._busy = False
         self._aborted = False
+        self._alive_at = -math.inf
         self.connects = 0
         """How many times a socket was connected (for tests and monitoring)."""
 
@@ -164,7 +173,8 @@ class HttpConnection:
         """
         self._begin()
         try:
-            if self._sock is None or _has_input(self._sock):
+            idle_checked = time.monotonic() - self._alive_at < _IDLE_CHECK_S
+            if self._sock is None or (not idle_checked and _has_input(self._sock)):
                 self._close_socket()  # closed by the server while idle: nothing was sent on it
                 self._connect(deadline)
             self._send(payload, deadline)
@@ -191,7 +201,14 @@ class HttpConnection:
         """True when this connection cannot carry another request: aborted, or closed by the server
         (``Connection: close``, or while idle). The kit's pool then opens a new one."""
         sock = self._sock
-        return self._aborted or sock is None or (not self._busy and _has_input(sock))
+        if self._aborted or sock is None:
+            return True
+        if self._busy:
+            return False
+        if _has_input(sock):
+            return True
+        self._alive_at = time.monotonic()
+        return False
 
     @property
     def url(self) -> str:
@@ -255,6 +272,8 @@ class HttpConnection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._tls is not None:
                 self._start_tls(sock, deadline)
+            else:
+                sock.setblocking(False)  # waited on by _wait_until_ready
             self.connects += 1
             return
         reason = "connection refused" if isinstance(last, ConnectionRefusedError) else str(last)
@@ -293,7 +312,7 @@ class HttpConnection:
         head = (f"{payload.method} {self.endpoint.path}{payload.path} HTTP/1.1\r\n"
                 f"Content-Length: {len(payload.body)}\r\n").encode("latin-1") + self._header_lines + b"\r\n"
         try:
-            if isinstance(sock, ssl.SSLSocket) or not hasattr(sock, "sendmsg"):  # TLS, Windows: no scatter/gather
+            if _with_timeout(sock) or not hasattr(sock, "sendmsg"):  # TLS, Windows: no scatter/gather
                 _send_all(sock, memoryview(head + payload.body), deadline)
             else:  # the head and the body in one system call, without joining them
                 _sendmsg_all(sock, head, memoryview(payload.body), deadline)
@@ -367,8 +386,19 @@ class _Reader:
         """Read more; False at the end of the stream."""
         if self.closed:
             return False
-        self._sock.settimeout(_left(self._deadline))
-        chunk = self._sock.recv(_RECV_BYTES)
+        sock = self._sock
+        if _with_timeout(sock):
+            sock.settimeout(_left(self._deadline))
+            chunk = sock.recv(_RECV_BYTES)
+        else:
+            if not self._received:  # just after the request: the reply cannot be there yet
+                _wait_until_ready(sock, select.POLLIN, self._deadline)
+            while True:
+                try:
+                    chunk = sock.recv(_RECV_BYTES)
+                    break
+                except BlockingIOError:
+                    _wait_until_ready(sock, select.POLLIN, self._deadline)
         if not chunk:
             self.closed = True
             return False
@@ -457,16 +487,40 @@ def _send_all(sock: socket.socket, data: memoryview, deadline: Deadline) -> None
 
 
 def _sendmsg_all(sock: socket.socket, head: bytes, body: memoryview, deadline: Deadline) -> None:
-    """Send ``head`` then ``body`` with ``sendmsg`` (scatter/gather), resuming after partial sends."""
+    """Send ``head`` then ``body`` with ``sendmsg`` (scatter/gather) on a non-blocking socket,
+    waiting for room only when it has none."""
     sent = 0
     total = len(head) + len(body)
     while sent < total:
-        sock.settimeout(_left(deadline))
-        if sent < len(head):
-            sent += sock.sendmsg([memoryview(head)[sent:], body[:_SEND_BYTES]])
-        else:
-            start = sent - len(head)
-            sent += sock.sendmsg([body[start:start + _SEND_BYTES]])
+        try:
+            if sent < len(head):
+                sent += sock.sendmsg([memoryview(head)[sent:], body[:_SEND_BYTES]])
+            else:
+                start = sent - len(head)
+                sent += sock.sendmsg([body[start:start + _SEND_BYTES]])
+        except BlockingIOError:
+            _wait_until_ready(sock, select.POLLOUT, deadline)
+
+
+def _with_timeout(sock: socket.socket) -> bool:
+    """True for a socket used with a timeout per call: TLS (its reads may need writes and back), and
+    one that :func:`_send_all` has set a timeout on."""
+    return isinstance(sock, ssl.SSLSocket) or sock.gettimeout() != 0.0
+
+
+def _wait_until_ready(sock: socket.socket, events: int, deadline: Deadline) -> None:
+    """Wait until a non-blocking socket is ready for ``events`` (or closed, or broken); TimeoutError
+    when the deadline comes first."""
+    if not hasattr(select, "poll"):  # pragma: no cover - platforms without poll
+        reading = events == select.POLLIN
+        ready = select.select([sock] if reading else [], [] if reading else [sock], [sock], _left(deadline))
+        if not any(ready):
+            raise TimeoutError("deadline passed")
+        return
+    poller = select.poll()
+    poller.register(sock, events)
+    if not poller.poll(math.ceil(_left(deadline) * 1000)):
+        raise TimeoutError("deadline passed")
 
 
 def _status_line(line: bytes) -> tuple[int, str, str]:
