@@ -329,6 +329,7 @@ def test_a_request_sent_in_parts_arrives_whole() -> None:
 
     sender, receiver = socket.socketpair()
     sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sender.setblocking(False)  # as a connection's plain TCP socket is
     head, body = b"POST /act HTTP/1.1\r\nContent-Length: 3000000\r\n\r\n", np.random.default_rng(0).bytes(3_000_000)
     received = bytearray()
 
@@ -342,3 +343,44 @@ def test_a_request_sent_in_parts_arrives_whole() -> None:
         _sendmsg_all(sender, head, memoryview(body), Deadline.after(10))
         reader.join(10)
     assert bytes(received) == head + body
+
+
+def test_a_send_the_peer_does_not_read_ends_by_the_deadline() -> None:
+    from arena_adapters_openvla.http_connection import _sendmsg_all
+
+    from arena_adapters.transport import Deadline
+
+    sender, receiver = socket.socketpair()
+    sender.setblocking(False)
+    with sender, receiver, pytest.raises(TimeoutError):
+        _sendmsg_all(sender, b"head", memoryview(bytes(20_000_000)), Deadline.after(0.3))
+
+
+def test_an_exchange_checks_the_idle_connection_once_and_waits_only_for_the_reply(
+    openvla_server: ReferenceServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each system call lets another thread take the GIL; an exchange on plain TCP makes one idle
+    check (the pool's, as it hands the connection out), one send and one wait for the reply."""
+    from arena_adapters_openvla import http_connection
+
+    calls = {"idle checks": 0, "waits": 0}
+    has_input, wait_until_ready = http_connection._has_input, http_connection._wait_until_ready
+
+    def counted_has_input(sock: socket.socket) -> bool:
+        calls["idle checks"] += 1
+        return has_input(sock)
+
+    def counted_wait(sock: socket.socket, events: int, deadline: Any) -> None:
+        calls["waits"] += 1
+        wait_until_ready(sock, events, deadline)
+
+    monkeypatch.setattr(http_connection, "_has_input", counted_has_input)
+    monkeypatch.setattr(http_connection, "_wait_until_ready", counted_wait)
+    with HttpTransport(openvla_server.endpoint, max_concurrency=1) as transport:
+        transport.infer(_payload())
+        calls.update({"idle checks": 0, "waits": 0})
+        for _ in range(5):
+            assert transport.infer(_payload()).shape == (7,)
+        seat = transport._pool._seats[0]
+        assert seat.connection is not None and seat.connection._sock.gettimeout() == 0.0
+    assert calls == {"idle checks": 5, "waits": 5}
