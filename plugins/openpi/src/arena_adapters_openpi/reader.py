@@ -22,7 +22,7 @@ import numpy as np
 
 from arena_adapters.errors import ProtocolError
 from arena_adapters.transport import DecodeLimits
-from arena_adapters.transport.msgpack_format import EXT_WIDTH, FIXEXT, NUMBERS, SIZED, U16, U32
+from arena_adapters.transport.msgpack_format import CONSTANTS, EXT_WIDTH, FIXEXT, NUMBERS, SIZED, U16, U32
 
 DtypeCheck = Callable[[bytes, DecodeLimits], "np.dtype[Any]"]
 """``dtype_of(text, limits)``: the dtype an array map names, or :class:`ProtocolError`."""
@@ -137,12 +137,8 @@ def _read(message: _Message, pos: int, depth: int) -> tuple[Any, int]:
         return number, pos + 9
     if code >= 0xE0:
         return code - 0x100, pos + 1
-    if code == 0xC0:
-        return None, pos + 1
-    if code == 0xC2:
-        return False, pos + 1
-    if code == 0xC3:
-        return True, pos + 1
+    if code in CONSTANTS:
+        return CONSTANTS[code], pos + 1
     layout = NUMBERS.get(code)
     if layout is not None:
         if pos + 1 + layout.size > message.end:
