@@ -57,7 +57,8 @@ def _check_end_to_end(rows: list[dict[str, Any]]) -> None:
             query = by_name[f"{name}, one query"]["extra"]
             assert query["queries"] >= 1 and query["bytes_per_query"] > 0
             assert all(query[f"{part}_s"] >= 0 for part in PARTS)
-            for part in ("obs_translation", "encode", "server_decode", "client_decode", "action_translation"):
+            for part in ("obs_translation", "encode", "transfer", "server_decode", "client_decode",
+                         "action_translation"):
                 assert query[f"{part}_s"] > 0, (name, part)
             assert (query.get("wire_floor_s", 0) > 0) == (adapter == "gr00t"), (name, query)
     for adapter in ("gr00t", "openvla"):

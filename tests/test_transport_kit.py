@@ -385,6 +385,169 @@ def test_fan_out_reports_the_lowest_failing_index() -> None:
     pool.close()
 
 
+# ---------------------------------------------------------------------- fan-out without threads
+
+
+class ToySplitConnection(ToyConnection):
+    """The toy connection, also able to send and receive apart (a SplitConnection)."""
+
+    fail_next_send = False  # a send that fails before anything goes out (retryable)
+
+    def exchange(self, payload: bytes, deadline: Deadline) -> bytes:
+        self.send(payload, deadline)
+        return self.receive(deadline)
+
+    def send(self, payload: bytes, deadline: Deadline) -> None:
+        if ToySplitConnection.fail_next_send:
+            ToySplitConnection.fail_next_send = False
+            raise TransportError("toy connection found closed before sending", retryable=True)
+        try:
+            self.sock.settimeout(max(deadline.remaining(), 1e-3))
+            self.sock.sendall(payload)
+        except OSError as exc:
+            raise TransportError(f"toy connection failed: {exc}", retryable=True) from None
+
+    def receive(self, deadline: Deadline) -> bytes:
+        try:
+            (size,) = struct.unpack(">I", self._read(4, deadline))
+            self.limits.check_message(size, "toy reply")
+            return self._read(size, deadline)
+        except TimeoutError:
+            raise TransportTimeout(f"toy server: no reply within {deadline.budget:g} s") from None
+        except OSError as exc:
+            raise TransportError(f"toy connection failed: {exc}") from None
+
+
+class ToySplitTransport(ToyTransport):
+    def open_connection(self, deadline: Deadline) -> ToySplitConnection:
+        plain = super().open_connection(deadline)
+        return ToySplitConnection(plain.sock, self.limits)
+
+
+def concurrency_counting(seconds: float) -> tuple[Behaviour, dict[str, int]]:
+    """A server behaviour that answers after ``seconds`` and counts the requests it holds at once."""
+    lock = threading.Lock()
+    counts = {"now": 0, "most": 0}
+
+    def behaviour(conn: socket.socket, message: Any) -> None:
+        with lock:
+            counts["now"] += 1
+            counts["most"] = max(counts["most"], counts["now"])
+        time.sleep(seconds)
+        with lock:
+            counts["now"] -= 1
+        answer(conn, message)
+
+    return behaviour, counts
+
+
+def test_split_connections_fan_out_from_the_calling_thread_in_order(servers: list[ToyServer]) -> None:
+    behaviour, counts = concurrency_counting(0.3)
+    server = serve(servers, behaviour)
+    threads = kit_threads()
+    with ToySplitTransport(server.endpoint, timeout=5.0, max_concurrency=8) as transport:
+        started = time.monotonic()
+        replies = transport.infer([{"env": i} for i in range(8)])
+        elapsed = time.monotonic() - started
+        assert transport._threads is not None and transport._threads.threads == 0
+        assert kit_threads() == threads
+    assert replies == [{"echo": {"env": i}} for i in range(8)]
+    assert counts["most"] == 8, "the requests were not all in flight at once"
+    assert elapsed < 8 * 0.3 / 2, f"8 requests of 0.3 s took {elapsed:.2f} s: not concurrent"
+
+
+def test_a_threadless_fan_out_keeps_at_most_max_concurrency_in_flight(servers: list[ToyServer]) -> None:
+    behaviour, counts = concurrency_counting(0.1)
+    server = serve(servers, behaviour)
+    with ToySplitTransport(server.endpoint, timeout=5.0, max_concurrency=3) as transport:
+        replies = transport.infer([{"env": i} for i in range(10)])
+        assert transport.open_connections == 3
+    assert replies == [{"echo": {"env": i}} for i in range(10)]
+    assert counts["most"] == 3 and server.requests == 10
+
+
+def test_a_threadless_fan_out_names_the_failed_request_and_drops_the_others(servers: list[ToyServer]) -> None:
+    def second_fails_fourth_is_slow(conn: socket.socket, message: Any) -> None:
+        if message["env"] == 3:
+            time.sleep(2.0)
+        body = json.dumps({"error": "env 2 exploded"} if message["env"] == 2 else {"echo": message}).encode()
+        conn.sendall(struct.pack(">I", len(body)) + body)
+
+    server = serve(servers, second_fails_fourth_is_slow)
+    with ToySplitTransport(server.endpoint, timeout=5.0, max_concurrency=4) as transport:
+        started = time.monotonic()
+        with pytest.raises(ServerError, match="env request 2 of 4: toy server failed: env 2 exploded") as caught:
+            transport.infer([{"env": i} for i in range(4)])
+        assert time.monotonic() - started < 1.5, "waited for a request that was no longer needed"
+        assert caught.value.endpoint == server.endpoint and caught.value.request == "inference"
+        assert transport.open_connections == 3  # the slow request's connection was dropped
+        assert transport.infer([{"env": 0}, {"env": 1}]) == [{"echo": {"env": 0}}, {"echo": {"env": 1}}]
+
+
+def test_a_threadless_fan_out_times_out_by_its_deadline(servers: list[ToyServer]) -> None:
+    server = serve(servers, silent)
+    with ToySplitTransport(server.endpoint, timeout=0.4, max_concurrency=4) as transport:
+        started = time.monotonic()
+        with pytest.raises(TransportTimeout):
+            transport.infer([{"env": i} for i in range(4)])
+        assert time.monotonic() - started < 0.4 + SLACK_S
+        assert transport.open_connections == 0
+
+
+def test_a_threadless_fan_out_resends_only_what_cannot_have_arrived(servers: list[ToyServer]) -> None:
+    server = serve(servers)
+    retry = RetryPolicy(attempts=2, backoff=0.01)
+    with ToySplitTransport(server.endpoint, timeout=2.0, retry=retry, max_concurrency=4) as transport:
+        transport.connect()
+        ToySplitConnection.fail_next_send = True
+        assert transport.infer([{"env": 0}, {"env": 1}]) == [{"echo": {"env": 0}}, {"echo": {"env": 1}}]
+        assert server.requests == 2
+
+    def drop(conn: socket.socket, message: Any) -> None:
+        conn.shutdown(socket.SHUT_RDWR)  # the request arrived, then the connection broke
+
+    dropping = serve(servers, drop)
+    retry = RetryPolicy(attempts=5, backoff=0.01)
+    with ToySplitTransport(dropping.endpoint, timeout=2.0, retry=retry, max_concurrency=4) as transport, \
+            pytest.raises(TransportError, match="env request 0 of 2"):
+        transport.infer([{"env": 0}, {"env": 1}])
+    assert dropping.requests == 2
+
+
+def test_close_ends_a_threadless_fan_out_promptly(servers: list[ToyServer]) -> None:
+    server = serve(servers, silent)
+    transport = ToySplitTransport(server.endpoint, timeout=30.0, max_concurrency=4)
+    outcome: dict[str, Any] = {}
+
+    def in_flight() -> None:
+        try:
+            transport.infer([{"env": i} for i in range(4)])
+        except AdapterError as error:
+            outcome["error"] = error
+
+    caller = threading.Thread(target=in_flight)
+    caller.start()
+    time.sleep(0.3)
+    closing = time.monotonic()
+    transport.close()
+    caller.join(2.0)
+    assert not caller.is_alive() and time.monotonic() - closing < 1.0
+    assert isinstance(outcome["error"], TransportError) and not isinstance(outcome["error"], TransportTimeout)
+    assert transport.open_connections == 0
+
+
+def test_send_each_needs_split_connections(servers: list[ToyServer]) -> None:
+    server = serve(servers)
+    with ToyTransport(server.endpoint, timeout=2.0, max_concurrency=4) as transport, \
+            pytest.raises(TransportError, match="cannot send and receive apart"):
+        transport.send_each([{"env": 0}])
+    with ToySplitTransport(server.endpoint, timeout=2.0, max_concurrency=4) as first, \
+            ToySplitTransport(server.endpoint, timeout=2.0, max_concurrency=4) as second:
+        pending = [first.send_each([{"env": 0}, {"env": 1}]), second.send_each([{"env": 2}])]
+        assert [p.collect() for p in pending] == [[{"echo": {"env": 0}}, {"echo": {"env": 1}}],
+                                                  [{"echo": {"env": 2}}]]
+
+
 # --------------------------------------------------------------------------------------- close
 
 

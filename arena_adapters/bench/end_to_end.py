@@ -292,6 +292,9 @@ def _instrument(policy: aa.Policy, timers: Timers) -> None:
     timers.wrap(transport, "infer", "infer")
     timers.wrap(transport, "encode", "encode", on_encode)
     timers.wrap(transport, "exchange", "exchange", on_reply)
+    if hasattr(transport, "_receive"):  # a kit transport: a threadless fan-out sends and receives apart
+        timers.wrap(transport, "_send", "exchange")
+        timers.wrap(transport, "_receive", "exchange", on_reply)
     timers.wrap(transport, "decode", "client_decode")
 
 

@@ -1,7 +1,8 @@
 """The transport kit: every promise a transport makes, written once.
 
 A plugin's transport subclasses :class:`ClientTransport` and supplies only its protocol: how to
-open a :class:`Connection` and exchange one message on it, how to encode a request and how to
+open a :class:`Connection` and exchange one message on it (or send and receive apart: a
+:class:`SplitConnection`), how to encode a request and how to
 decode a reply within :class:`DecodeLimits`. The kit bounds every wait by the call's
 :class:`Deadline`, pools connections, fans out per-env requests, resends only what cannot have
 reached the server (:class:`RetryPolicy`), maps every failure to a typed
@@ -13,10 +14,11 @@ Endpoints are parsed by :func:`parse_endpoint`; replicas of a server are spread 
 from __future__ import annotations
 
 from arena_adapters.transport.client import DEADLINES, ClientTransport
-from arena_adapters.transport.connections import Connection, ConnectionPool
+from arena_adapters.transport.connections import Connection, ConnectionPool, SplitConnection
 from arena_adapters.transport.deadline import Deadline, wait_for
 from arena_adapters.transport.endpoints import Endpoint, parse_endpoint, split_replicas
 from arena_adapters.transport.limits import ALLOWED_DTYPE_KINDS, DecodeLimits, limit_options
+from arena_adapters.transport.pipelined import PendingReplies
 from arena_adapters.transport.replicas import ReplicaSet, ReplicaStats
 from arena_adapters.transport.retry import RETRY_OPTIONS, RetryPolicy
 from arena_adapters.transport.serving import (
@@ -45,10 +47,12 @@ __all__ = [
     "DecodeLimits",
     "Endpoint",
     "FaultInjector",
+    "PendingReplies",
     "ReplicaSet",
     "ReplicaStats",
     "ReplyFault",
     "RetryPolicy",
+    "SplitConnection",
     "WatchdogTransport",
     "fan_out",
     "limit_options",

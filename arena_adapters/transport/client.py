@@ -11,7 +11,9 @@ A plugin subclasses :class:`ClientTransport` and implements three methods:
 The kit does the rest, alike for every protocol: each call has a deadline that bounds every wait;
 connections are pooled and those that failed are dropped; a retryable failure (the server cannot
 have seen the request) is resent under one :class:`~arena_adapters.transport.RetryPolicy`, nothing
-else is; per-env messages fan out concurrently (``per_env_requests = True``); whatever a codec or a
+else is; per-env messages fan out concurrently (``per_env_requests = True``): from the calling
+thread when the connections send and receive apart (a
+:class:`~arena_adapters.transport.connections.SplitConnection`), else on a pool of threads; whatever a codec or a
 socket raises becomes an :class:`~arena_adapters.errors.AdapterError` naming the endpoint and the
 request; :meth:`~ClientTransport.close` is final, prompt and idempotent (it aborts requests in
 flight, which end with a :class:`~arena_adapters.errors.TransportError`), and its threads are
@@ -23,16 +25,18 @@ from __future__ import annotations
 import logging
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 from arena_adapters.errors import AdapterError, ProtocolError, TransportError
 from arena_adapters.parts import EnvIds, Health
-from arena_adapters.transport.connections import Connection, ConnectionPool
+from arena_adapters.transport.connections import Connection, ConnectionPool, Seat, SplitConnection
 from arena_adapters.transport.deadline import Deadline
 from arena_adapters.transport.endpoints import Endpoint, parse_endpoint
 from arena_adapters.transport.limits import DecodeLimits
+from arena_adapters.transport.pipelined import PendingReplies
 from arena_adapters.transport.retry import RetryPolicy
 from arena_adapters.transport.threads import DaemonPool, fan_out
 
@@ -89,6 +93,8 @@ class ClientTransport(ABC):
         self._pool = ConnectionPool(self.open_connection, size, name)
         self._threads = DaemonPool(size, f"arena-adapters-{self.protocol_title.lower()}") if size > 1 else None
         self._finalizer = weakref.finalize(self, _close_all, self._pool, self._threads)
+        self._window = size
+        self._split: bool | None = None  # whether the connections are SplitConnections (known once one opened)
         self._insecure_checked = False
         self.credentials = credentials
 
@@ -127,8 +133,12 @@ class ClientTransport(ABC):
         """
         deadline = self.deadline(deadline)
         self._check_open(what)
+        data = self.exchange(self._encode(message, what), deadline, what)
+        return self.decode_reply(data, what)
+
+    def _encode(self, message: Any, what: str) -> Any:
         try:
-            payload = self.encode(message)
+            return self.encode(message)
         except AdapterError as error:
             raise error.add_context(endpoint=str(self.endpoint), request=what) from None
         except Exception as exc:
@@ -136,8 +146,6 @@ class ClientTransport(ABC):
                 f"cannot encode the {what} for {self.protocol_title}: {type(exc).__name__}: {exc}",
                 endpoint=str(self.endpoint), request=what,
             ) from exc
-        data = self.exchange(payload, deadline, what)
-        return self.decode_reply(data, what)
 
     def exchange(self, payload: Any, deadline: Deadline, what: str = "request") -> bytes:
         """One round trip of an encoded payload on a pooled connection, resent only when retryable."""
@@ -159,39 +167,112 @@ class ClientTransport(ABC):
 
     def call_each(self, messages: Sequence[Any], deadline: Deadline | None = None, what: str = "request") -> list[Any]:
         """:meth:`call` for each message, concurrently (at most ``max_concurrency`` at once); the
-        replies come back in order."""
+        replies come back in order. With :class:`SplitConnection` connections the calling thread
+        sends them all and reads the replies back (:meth:`send_each`); otherwise they fan out on
+        the transport's threads."""
         deadline = self.deadline(deadline)
-        calls: list[Callable[[], Any]] = [partial(self.call, message, deadline, what) for message in messages]
-        if not calls:
+        if not messages:
             return []
         if self._threads is None:
-            return [call() for call in calls]
+            return [self.call(message, deadline, what) for message in messages]
+        if self._splits(deadline, what):
+            return self.send_each(messages, deadline, what).collect()
+        calls: list[Callable[[], Any]] = [partial(self.call, message, deadline, what) for message in messages]
         try:
             return fan_out(self._threads, calls, deadline, f"{self.protocol_title} {what}", self._pool.abort_busy)
         except AdapterError as error:
             raise error.add_context(endpoint=str(self.endpoint), request=what) from None
 
-    def _exchange_once(self, payload: Any, deadline: Deadline, what: str) -> bytes:
-        seat = self._pool.acquire(deadline)
-        broken = True
+    def send_each(self, messages: Sequence[Any], deadline: Deadline | None = None,
+                  what: str = "request") -> PendingReplies[Seat]:
+        """Send each message from this thread, each on a connection of its own (at most
+        ``max_concurrency`` in flight: later ones go out as replies are read), and return the
+        requests in flight; their ``collect()`` reads and decodes the replies, in order. Needs
+        :class:`SplitConnection` connections.
+
+        The servers start on the first requests while the later ones are encoded, and several
+        transports' requests can be in flight at once from one thread (the core's replicas).
+
+        Raises:
+            as :meth:`call`, from here or ``collect()``; a failure drops every request in flight.
+        """
+        deadline = self.deadline(deadline)
+        self._check_open(what)
+        if not self._splits(deadline, what):
+            raise TransportError(f"{self.protocol_title} connections cannot send and receive apart",
+                                 endpoint=str(self.endpoint), request=what)
+        return PendingReplies(
+            len(messages),
+            lambda index: self._send(self._encode(messages[index], what), deadline, what),
+            lambda seat: self.decode_reply(self._receive(seat, deadline, what), what),
+            lambda seat: self._pool.release(seat, broken=True),
+            self._window,
+        )
+
+    def _splits(self, deadline: Deadline, what: str) -> bool:
+        """Whether the connections are :class:`SplitConnection` (one is opened to tell, the first time)."""
+        if self._split is None:
+            self._warn_if_insecure()
+            seat = self.retry.run(lambda attempt: self._acquire(deadline, what), deadline, what)
+            self._split = isinstance(seat.connection, SplitConnection)
+            self._pool.release(seat)
+        return self._split
+
+    def _acquire(self, deadline: Deadline, what: str) -> Seat:
         try:
+            return self._pool.acquire(deadline)
+        except AdapterError as error:
+            raise error.add_context(endpoint=str(self.endpoint), request=what) from None
+
+    def _send(self, payload: Any, deadline: Deadline, what: str) -> Seat:
+        """``payload`` sent on a pooled connection (resent only when retryable); returns its seat,
+        busy until :meth:`_receive` read the reply."""
+        self._warn_if_insecure()
+
+        def send_once(attempt: int) -> Seat:
+            seat = self._acquire(deadline, what)
+            with self._released_if_failed(seat, what):
+                assert isinstance(seat.connection, SplitConnection)
+                seat.connection.send(payload, deadline)
+            return seat
+
+        return self.retry.run(send_once, deadline, what)
+
+    def _receive(self, seat: Seat, deadline: Deadline, what: str) -> bytes:
+        """The reply on ``seat``'s connection; the seat is released."""
+        with self._released_if_failed(seat, what):
+            assert isinstance(seat.connection, SplitConnection)
+            data = seat.connection.receive(deadline)
+        self._pool.release(seat)
+        return data
+
+    def _exchange_once(self, payload: Any, deadline: Deadline, what: str) -> bytes:
+        seat = self._acquire(deadline, what)
+        with self._released_if_failed(seat, what):
             assert seat.connection is not None
             data = seat.connection.exchange(payload, deadline)
-            broken = False
-            return data
-        except AdapterError as error:
-            if self._pool.closed and not isinstance(error, TransportError):
-                raise TransportError(f"{what}: the transport was closed", endpoint=str(self.endpoint)) from None
-            raise error.add_context(endpoint=str(self.endpoint), request=what) from None
-        except Exception as exc:
+        self._pool.release(seat)
+        return data
+
+    @contextmanager
+    def _released_if_failed(self, seat: Seat, what: str) -> Iterator[None]:
+        """Releases ``seat`` as broken when the block fails, with the failure as a typed error."""
+        try:
+            yield
+        except BaseException as exc:
+            self._pool.release(seat, broken=True)
+            if isinstance(exc, AdapterError):
+                if self._pool.closed and not isinstance(exc, TransportError):
+                    raise TransportError(f"{what}: the transport was closed", endpoint=str(self.endpoint)) from None
+                raise exc.add_context(endpoint=str(self.endpoint), request=what) from None
+            if not isinstance(exc, Exception):
+                raise
             if self._pool.closed:
                 raise TransportError(f"{what}: the transport was closed", endpoint=str(self.endpoint)) from None
             raise TransportError(
                 f"{self.protocol_title} connection failed: {type(exc).__name__}: {_short(exc)}",
                 endpoint=str(self.endpoint), request=what,
             ) from exc
-        finally:
-            self._pool.release(seat, broken=broken)
 
     # ---------------------------------------------------------------- InferenceTransport API
 
@@ -202,10 +283,8 @@ class ClientTransport(ABC):
         self._warn_if_insecure()
 
         def open_one(attempt: int) -> None:
-            try:
-                seat = self._pool.acquire(deadline)
-            except AdapterError as error:
-                raise error.add_context(endpoint=str(self.endpoint), request="connect") from None
+            seat = self._acquire(deadline, "connect")
+            self._split = isinstance(seat.connection, SplitConnection)
             self._pool.release(seat)
 
         self.retry.run(open_one, deadline, "connect")

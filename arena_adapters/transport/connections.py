@@ -1,9 +1,10 @@
 """Connections and the pool that holds them.
 
 A plugin's :class:`Connection` is one exchange channel to a server: send a payload, wait for the
-reply bytes until the deadline. The :class:`ConnectionPool` opens them lazily, hands each to one
-request at a time, throws away any that failed, and aborts every one of them on close, so that a
-request in flight ends at once.
+reply bytes until the deadline. One that can also send and read back apart (a
+:class:`SplitConnection`) lets one thread keep several requests in flight. The
+:class:`ConnectionPool` opens them lazily, hands each to one request at a time, throws away any
+that failed, and aborts every one of them on close, so that a request in flight ends at once.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from arena_adapters.errors import TransportError, TransportTimeout
 from arena_adapters.transport.deadline import Deadline
@@ -42,6 +43,34 @@ class Connection(Protocol):
         ...
 
 
+@runtime_checkable
+class SplitConnection(Connection, Protocol):
+    """A :class:`Connection` that can also send a request and read its reply in two calls.
+
+    The kit's per-env fan-out then runs in the calling thread: it sends every env's request on a
+    connection of its own, then reads the replies back in order, with no thread hand-offs (each
+    costs a wait for the GIL beside a busy thread). A connection is still used by one request at a
+    time: :meth:`receive` follows each :meth:`send` before the connection carries another.
+    """
+
+    def send(self, payload: Any, deadline: Deadline) -> None:
+        """Send ``payload``, no later than ``deadline``; :meth:`receive` reads its reply.
+
+        Raises:
+            as :meth:`Connection.exchange`: ``retryable`` only when the server cannot have
+            received the request.
+        """
+        ...
+
+    def receive(self, deadline: Deadline) -> bytes:
+        """The reply to the request :meth:`send` sent, waiting no later than ``deadline``.
+
+        Raises:
+            as :meth:`Connection.exchange` (never ``retryable``: the request went out).
+        """
+        ...
+
+
 def is_stale(connection: Connection) -> bool:
     """True when a pooled connection says (optional ``closed`` attribute or property) that the peer
     closed it while it was idle: the pool then opens a new one instead of spending a retry on it."""
@@ -51,7 +80,10 @@ def is_stale(connection: Connection) -> bool:
         return True
 
 
-class _Seat:
+class Seat:
+    """One place in a :class:`ConnectionPool`: its connection (``None`` until opened, or after it
+    was dropped) and whether a request holds it."""
+
     __slots__ = ("busy", "connection")
 
     def __init__(self) -> None:
@@ -65,14 +97,14 @@ class ConnectionPool:
     def __init__(self, open_connection: Callable[[Deadline], Connection], size: int, name: str) -> None:
         self._open = open_connection
         self.name = name
-        self._seats = [_Seat() for _ in range(size)]
-        self._idle: queue.LifoQueue[_Seat] = queue.LifoQueue()
+        self._seats = [Seat() for _ in range(size)]
+        self._idle: queue.LifoQueue[Seat] = queue.LifoQueue()
         for seat in reversed(self._seats):
             self._idle.put(seat)
         self._lock = threading.Lock()
         self.closed = False
 
-    def acquire(self, deadline: Deadline) -> _Seat:
+    def acquire(self, deadline: Deadline) -> Seat:
         """A free seat with an open connection (opened now if needed).
 
         Raises:
@@ -103,7 +135,7 @@ class ConnectionPool:
                 raise TransportError(f"{self.name}: the transport is closed")
         return seat
 
-    def release(self, seat: _Seat, *, broken: bool = False) -> None:
+    def release(self, seat: Seat, *, broken: bool = False) -> None:
         """Give ``seat`` back; a ``broken`` connection is aborted and dropped."""
         with self._lock:
             seat.busy = False

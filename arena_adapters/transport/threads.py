@@ -118,10 +118,7 @@ def fan_out(
         index = failed[0]
         error = futures[index].exception()
         assert error is not None
-        if isinstance(error, AdapterError) and len(calls) > 1:
-            error.message = f"env request {index} of {len(calls)}: {error.message}"
-            error.args = (error.message,)
-        raise error
+        raise name_request(error, index, len(calls)) if isinstance(error, AdapterError) else error
     if pending:
         for future in pending:
             future.cancel()
@@ -131,3 +128,12 @@ def fan_out(
             f"{what}: {len(pending)} of {len(calls)} requests got no reply within {deadline.budget:g} s"
         )
     return [future.result() for future in futures]
+
+
+def name_request(error: AdapterError, index: int, count: int) -> AdapterError:
+    """``error`` of request ``index`` of ``count``, its message prefixed ``env request I of N:``
+    (when there are several); returns the error itself (for ``raise``)."""
+    if count > 1:
+        error.message = f"env request {index} of {count}: {error.message}"
+        error.args = (error.message,)
+    return error

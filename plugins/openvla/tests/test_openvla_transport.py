@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Callable
@@ -177,6 +178,37 @@ def test_by_default_the_envs_requests_run_concurrently(start_server: ServerFacto
         replies = transport.infer([_payload("x" * n) for n in range(1, 7)])
     assert [reply[0] for reply in replies] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     assert server.stats.requests == 6 and server.stats.max_in_flight == 6
+
+
+def test_the_envs_requests_are_sent_and_read_back_by_the_calling_thread(start_server: ServerFactory) -> None:
+    """HttpConnection sends and receives apart (a SplitConnection): the fan-out starts no thread."""
+    from arena_adapters.transport import SplitConnection
+
+    server = start_server(InFlightBarrier(6))
+    with HttpTransport(server.endpoint) as transport:
+        replies = transport.infer([_payload("x" * n) for n in range(1, 7)])
+        assert transport._threads is not None and transport._threads.threads == 0
+        assert all(isinstance(seat.connection, SplitConnection) for seat in transport._pool._seats[:6])
+    assert [reply[0] for reply in replies] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert server.stats.max_in_flight == 6
+
+
+def test_a_connection_sends_no_request_before_the_last_reply_was_read(openvla_server: ReferenceServer) -> None:
+    from arena_adapters_openvla.http_connection import HttpConnection, HttpRequest
+
+    from arena_adapters.transport import Deadline
+
+    request = HttpRequest("POST", "/act", json.dumps({"image": "x"}).encode())
+    connection = HttpConnection.open(HttpTransport(openvla_server.endpoint).endpoint, Deadline.after(5),
+                                     {"Content-Type": "application/json"}, 1 << 20)
+    with pytest.raises(TransportError, match="no request was sent"):
+        connection.receive(Deadline.after(5))
+    connection.send(request, Deadline.after(5))
+    with pytest.raises(TransportError, match="the reply to the previous request was not read"):
+        connection.send(request, Deadline.after(5))
+    assert connection.receive(Deadline.after(5)) == b'"error"'  # no array: the server's error reply
+    assert connection.exchange(request, Deadline.after(5)) == b'"error"'
+    connection.abort()
 
 
 def test_max_concurrency_one_sends_one_request_at_a_time(start_server: ServerFactory) -> None:

@@ -163,26 +163,51 @@ class WebsocketConnection:
                 before the observation went out.
             ProtocolError: the reply exceeded ``max_message_bytes``.
         """
+        self.send(payload, deadline)
+        return self.receive(deadline)
+
+    def send(self, payload: bytes, deadline: Deadline) -> None:
+        """Send one packed observation by ``deadline``; :meth:`receive` reads the reply.
+
+        Raises:
+            TransportTimeout: it could not be sent in time (the connection is aborted).
+            TransportError: the connection broke; ``retryable`` when it was found closed before
+                the observation went out.
+        """
         websocket = self.websocket
-        sent = False
         try:
             if deadline.expired:
                 raise TimeoutError
             with contextlib.suppress(OSError):
                 websocket.socket.settimeout(max(deadline.remaining(), 1e-3))  # sendall: a total bound
             websocket.send(payload)
-            sent = True
             with contextlib.suppress(OSError):
                 websocket.socket.settimeout(None)
-            reply = websocket.recv(timeout=deadline.remaining())
         except TimeoutError:
             self.abort()
-            stage = "reply" if sent else "send"
             raise TransportTimeout(
-                f"openpi server {self.endpoint}: no {stage} within the deadline of {deadline.budget:g} s"
+                f"openpi server {self.endpoint}: no send within the deadline of {deadline.budget:g} s"
             ) from None
         except ConnectionClosed as exc:
-            error = self._closed_error(exc, sent=sent)
+            error = self._closed_error(exc, sent=False)
+            self.abort()
+            raise error from None
+
+    def receive(self, deadline: Deadline) -> bytes:
+        """The packed reply to the observation :meth:`send` sent, by ``deadline``.
+
+        Raises:
+            as :meth:`exchange`.
+        """
+        try:
+            reply = self.websocket.recv(timeout=deadline.remaining())
+        except TimeoutError:
+            self.abort()
+            raise TransportTimeout(
+                f"openpi server {self.endpoint}: no reply within the deadline of {deadline.budget:g} s"
+            ) from None
+        except ConnectionClosed as exc:
+            error = self._closed_error(exc, sent=True)
             self.abort()
             raise error from None
         if isinstance(reply, str):

@@ -19,6 +19,9 @@ What it promises, and why it is written on a bare socket rather than an HTTP lib
   is read, and a body without one is cut off as soon as it grows past the limit;
 - :meth:`HttpConnection.abort`, from any thread, shuts the socket down, so that a blocked
   exchange ends at once with a :class:`~arena_adapters.errors.TransportError`;
+- an exchange can also be made in two calls, :meth:`HttpConnection.send` and
+  :meth:`HttpConnection.receive` (a :class:`~arena_adapters.transport.SplitConnection`), so that
+  one thread keeps many requests in flight;
 - only a failure before the request could have reached the server (refused, unreachable, an
   idle connection that the server closed, a request not sent completely) is ``retryable``; once
   the request is sent, a dropped connection is reported, never resent.
@@ -137,6 +140,7 @@ class HttpConnection:
         self._busy = False
         self._aborted = False
         self._alive_at = -math.inf
+        self._sent: HttpRequest | None = None  # sent, its reply not read yet
         self.connects = 0
         """How many times a socket was connected (for tests and monitoring)."""
 
@@ -171,13 +175,40 @@ class HttpConnection:
             ProtocolError: a malformed reply, or one over ``max_reply_bytes``; or whatever
                 ``status_error`` makes of a non-2xx reply.
         """
+        self.send(payload, deadline)
+        return self.receive(deadline)
+
+    def send(self, payload: HttpRequest, deadline: Deadline) -> None:
+        """Send ``payload`` no later than ``deadline`` (reconnecting first when the server closed the
+        connection while it was idle); :meth:`receive` reads the reply.
+
+        Raises:
+            as :meth:`exchange`; ``retryable`` when the request did not go out whole.
+        """
         self._begin()
         try:
+            if self._sent is not None:  # its reply would be taken for this request's
+                raise TransportError(f"{self.url}: the reply to the previous request was not read")
             idle_checked = time.monotonic() - self._alive_at < _IDLE_CHECK_S
             if self._sock is None or (not idle_checked and _has_input(self._sock)):
                 self._close_socket()  # closed by the server while idle: nothing was sent on it
                 self._connect(deadline)
             self._send(payload, deadline)
+            self._sent = payload
+        finally:
+            self._end()
+
+    def receive(self, deadline: Deadline) -> bytes:
+        """The 2xx reply's body to the request :meth:`send` sent, no later than ``deadline``.
+
+        Raises:
+            as :meth:`exchange`; TransportError when no request was sent.
+        """
+        self._begin()
+        try:
+            payload, self._sent = self._sent, None
+            if payload is None:
+                raise TransportError(f"{self.url}: no request was sent to read a reply to")
             return self._receive(payload, deadline)
         finally:
             self._end()
