@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
@@ -369,6 +369,9 @@ class Policy:
         started = time.perf_counter()
         if len(outgoing) == 1:
             chunks = [self._send(*outgoing[0])]
+        elif all(isinstance(request, list) and getattr(self.replicas.transports[replica], "sends_apart", False)
+                 for replica, _, request in outgoing):
+            chunks = self._send_apart(outgoing)
         else:
             assert self._replica_threads is not None
             budget = self.timeout * len(self.replicas) + 1.0  # each resend has a deadline of its own
@@ -378,16 +381,56 @@ class Policy:
         self.stats.add_latency(time.perf_counter() - started)
         return chunk
 
-    def _send(self, replica: int, query: Query, request: Any) -> torch.Tensor:
-        """One request on ``replica``; on a connection-level failure, resent once per other live
-        replica (when ``failover_resend``)."""
+    def _send_apart(self, outgoing: list[Outgoing]) -> list[torch.Tensor]:
+        """The replica groups' per-env requests all sent from this thread (``send_each``), then
+        every group's replies read back: the replicas work at once, with no thread hand-offs. A
+        group whose replica failed at the connection level is resent to another once every group
+        was read (their connections are free again by then)."""
+        started: list[tuple[Callable[[], Any], Callable[[], None], float]] = []
+        reads: list[_Read] = []
+        try:
+            for replica, _, request in outgoing:
+                started.append(self._start(replica, request))
+            for collect, _, _ in started:
+                reads.append(_Read.of(collect))
+                if reads[-1].fatal:
+                    break
+        finally:
+            for _, drop, _ in started[len(reads):]:
+                drop()  # not read back (a group failed for good): their requests are dropped
+        for (replica, query, request), read in zip(outgoing, reads, strict=False):
+            if read.fatal:
+                self._send(replica, query, request, first_reply=read)  # raises its error, with its context
+        return [self._send(replica, query, request, first_reply=read, began=began)
+                for (replica, query, request), read, (_, _, began) in zip(outgoing, reads, started, strict=True)]
+
+    def _start(self, replica: int, request: list[Any]) -> tuple[Callable[[], Any], Callable[[], None], float]:
+        """``request`` sent on ``replica``: how to read its replies, how to drop it, when it began. A
+        failure to send is raised by the reading, where :meth:`_send` handles it as any other."""
+        began = time.perf_counter()
+        try:
+            pending = self.replicas.transports[replica].send_each(  # type: ignore[attr-defined]
+                request, Deadline.after(self.timeout), "inference")
+        except Exception as exc:
+            return _Read(error=exc), _nothing, began
+        return pending.collect, pending.abort, began
+
+    def _send(self, replica: int, query: Query, request: Any, first_reply: Callable[[], Any] | None = None,
+              began: float | None = None) -> torch.Tensor:
+        """One request on ``replica`` (or its reply from ``first_reply``, when it is in flight
+        already); on a connection-level failure, resent once per other live replica (when
+        ``failover_resend``)."""
         tried = {replica}
         while True:
             transport = self.replicas.transports[replica]
-            began = time.perf_counter()
+            began = time.perf_counter() if began is None else began
             try:
-                reply = transport.infer(request, Deadline.after(self.timeout))
+                if first_reply is not None:
+                    reply, first_reply = first_reply(), None
+                else:
+                    reply = transport.infer(request, Deadline.after(self.timeout))
             except TransportError as error:
+                first_reply, began = None, None
                 self._with_context(error, replica, _describe(query))
                 self.replicas.take_out(replica, error.message)
                 other = self.replicas.next_live(replica) if self._failover_resend else None
@@ -507,6 +550,35 @@ def _describe(query: Query) -> str:
     ids = query.env_ids_host
     shown = ids.tolist() if len(ids) <= 8 else "[" + ", ".join(map(str, ids[:4].tolist())) + f", ..., {ids[-1]}]"
     return f"inference for {query.size} env{'s' if query.size != 1 else ''} {shown}"
+
+
+def _nothing() -> None:
+    pass
+
+
+@dataclass
+class _Read:
+    """The outcome of reading one replica group's replies: called, returns them or raises the error."""
+
+    replies: Any = None
+    error: Exception | None = None
+
+    @classmethod
+    def of(cls, read: Callable[[], Any]) -> _Read:
+        try:
+            return cls(replies=read())
+        except Exception as exc:
+            return cls(error=exc)
+
+    @property
+    def fatal(self) -> bool:
+        """A failure that no other replica can mend (not at the connection level)."""
+        return self.error is not None and not isinstance(self.error, TransportError)
+
+    def __call__(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.replies
 
 
 def _concatenate(chunks: Sequence[torch.Tensor], adapter: str) -> torch.Tensor:

@@ -113,6 +113,103 @@ def test_without_failover_the_error_names_the_replica() -> None:
     policy.close()
 
 
+class PerEnvObservations:
+    """One message per queried env: its id (as a per-env protocol's translator makes them)."""
+
+    def translate(self, observation: Any, query: Query) -> list[dict[str, int]]:
+        return [{"env": int(env)} for env in query.env_ids_host]
+
+
+class PerEnvActions:
+    """Each env's reply (its id) as a chunk of that action."""
+
+    def translate(self, reply: Any, query: Query) -> torch.Tensor:
+        ids = torch.tensor([float(item["env"]) for item in reply])
+        return ids.reshape(-1, 1, 1).repeat(1, HORIZON, 1).to(query.device)
+
+
+class SplitReplica(FakeReplica):
+    """A per-env replica whose requests can be sent and read back apart (as a kit transport on
+    SplitConnections): ``events`` logs every send and read, ``failure`` makes its reads fail."""
+
+    per_env_requests = True
+    sends_apart = True
+
+    def __init__(self, name: str, events: list[tuple[str, str]]) -> None:
+        super().__init__(name)
+        self.events = events
+        self.failure: Exception | None = None
+        self.dropped = 0
+
+    def infer(self, request: Any, deadline: Any = None) -> Any:
+        return self.send_each(request, deadline).collect()
+
+    def send_each(self, messages: list[dict[str, int]], deadline: Any = None, what: str = "inference") -> Any:
+        assert isinstance(deadline, Deadline) and deadline.remaining() > 0
+        self.events.append(("send", self.endpoint))
+        self.received.append([message["env"] for message in messages])
+        replica = self
+
+        class Pending:
+            def collect(self) -> list[dict[str, int]]:
+                replica.events.append(("read", replica.endpoint))
+                if replica.failure is not None:
+                    raise replica.failure
+                return list(messages)
+
+            def abort(self) -> None:
+                replica.dropped += 1
+
+        return Pending()
+
+
+def split_replicated(count: int, **options: Any) -> tuple[Policy, list[SplitReplica], list[tuple[str, str]]]:
+    events: list[tuple[str, str]] = []
+    replicas = [SplitReplica(f"fake://replica-{i}:1", events) for i in range(count)]
+    replica_set = ReplicaSet(replicas, [r.endpoint for r in replicas])
+    return Policy("fake", PerEnvObservations(), PerEnvActions(), replica_set, execute_steps=1, **options), replicas, events
+
+
+def test_replicas_that_send_apart_get_every_group_sent_before_any_is_read() -> None:
+    policy, replicas, events = split_replicated(3)
+    threads = threading.active_count()
+    actions = policy.get_action(observation(9))
+    assert actions[:, 0].tolist() == list(range(9))
+    assert [kind for kind, _ in events] == ["send"] * 3 + ["read"] * 3
+    assert [r.received for r in replicas] == [[[0, 1, 2]], [[3, 4, 5]], [[6, 7, 8]]]
+    assert threading.active_count() == threads  # no replica thread was started
+    assert [(s.requests, s.env_requests) for s in policy.stats.replicas] == [(1, 3)] * 3
+    policy.close()
+
+
+def test_a_group_sent_apart_whose_replica_failed_is_resent_after_every_group_was_read() -> None:
+    policy, replicas, events = split_replicated(3)
+    policy.get_action(observation(9))
+    events.clear()
+    replicas[0].failure = TransportTimeout("fake://replica-0:1: no reply")
+    actions = policy.get_action(observation(9))
+    assert actions[:, 0].tolist() == list(range(9))  # nothing lost
+    assert events[:6] == [("send", r.endpoint) for r in replicas] + [("read", r.endpoint) for r in replicas]
+    assert events[6][0] == "send" and events[6][1] != replicas[0].endpoint  # the resend, to a live replica
+    assert policy.stats.failovers == 1 and not policy.stats.replicas[0].live
+    policy.close()
+
+
+def test_a_fatal_failure_of_a_group_sent_apart_drops_the_others_and_names_its_replica() -> None:
+    policy, replicas, events = split_replicated(3)
+    policy.get_action(observation(9))
+    events.clear()
+    replicas[1].failure = ActionError("reply 0: expected numeric actions")
+    with pytest.raises(ActionError, match="expected numeric actions") as caught:
+        policy.get_action(observation(9))
+    assert caught.value.adapter == "fake" and caught.value.endpoint == "fake://replica-1:1"
+    assert "3 envs" in (caught.value.request or "")
+    assert [kind for kind, _ in events] == ["send"] * 3 + ["read"] * 2  # the third group was never read...
+    assert replicas[2].dropped == 1 and replicas[0].dropped == 0  # ...but dropped
+    assert policy.stats.failovers == 0
+    policy.close()
+
+
 def test_endpoint_lists_build_one_transport_per_replica_for_any_adapter() -> None:
     pytest.importorskip("arena_adapters_gr00t")
     policy = aa.load_policy("gr00t", endpoint="tcp://127.0.0.1:5555, tcp://127.0.0.1:5556")

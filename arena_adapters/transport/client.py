@@ -323,6 +323,12 @@ class ClientTransport(ABC):
         return self._pool.closed
 
     @property
+    def sends_apart(self) -> bool:
+        """True when :meth:`send_each` can be used: per-env requests, and connections that send and
+        receive apart (:class:`SplitConnection`; known once one was opened, as :meth:`connect` does)."""
+        return bool(self.per_env_requests and self._threads is not None and self._split)
+
+    @property
     def open_connections(self) -> int:
         """Connections open right now (for tests and monitoring)."""
         return self._pool.open_connections
