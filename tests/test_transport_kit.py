@@ -503,7 +503,10 @@ def test_a_threadless_fan_out_resends_only_what_cannot_have_arrived(servers: lis
         assert transport.infer([{"env": 0}, {"env": 1}]) == [{"echo": {"env": 0}}, {"echo": {"env": 1}}]
         assert server.requests == 2
 
+    arrived: list[int] = []
+
     def drop(conn: socket.socket, message: Any) -> None:
+        arrived.append(message["env"])
         conn.shutdown(socket.SHUT_RDWR)  # the request arrived, then the connection broke
 
     dropping = serve(servers, drop)
@@ -511,7 +514,8 @@ def test_a_threadless_fan_out_resends_only_what_cannot_have_arrived(servers: lis
     with ToySplitTransport(dropping.endpoint, timeout=2.0, retry=retry, max_concurrency=4) as transport, \
             pytest.raises(TransportError, match="env request 0 of 2"):
         transport.infer([{"env": 0}, {"env": 1}])
-    assert dropping.requests == 2
+    time.sleep(0.2)
+    assert arrived.count(0) == 1 and arrived.count(1) <= 1  # env 1's request may be dropped before it is read
 
 
 def test_close_ends_a_threadless_fan_out_promptly(servers: list[ToyServer]) -> None:

@@ -248,8 +248,10 @@ def test_hostile_bytes_are_protocol_errors_without_allocating(data: bytes) -> No
 
 
 def test_depth_beyond_what_python_can_recurse_is_a_protocol_error() -> None:
-    with pytest.raises(ProtocolError, match="nests|depth"):
-        decode(b"\x91" * 5000 + b"\x00", DecodeLimits(max_depth=100_000))
+    codec.forget_layouts()
+    for _ in range(2):  # the first message of its length is read by msgpack, the second by the reader
+        with pytest.raises(ProtocolError, match="nests too deep"):
+            decode(b"\x91" * 5000 + b"\x00", DecodeLimits(max_depth=100_000))
     with pytest.raises(ProtocolError, match="nests too deep"):
         _read_views(b"\x91" * 5000 + b"\x00", DecodeLimits(max_depth=100_000))
 

@@ -283,6 +283,8 @@ def _read_once(data: bytes, limits: DecodeLimits) -> Any:
         return msgpack.unpackb(data, object_hook=lambda node: _decode_map(node, limits), raw=False)
     except ProtocolError:
         raise
+    except msgpack.StackError:  # as the reader says it (msgpack's own message is empty)
+        raise ProtocolError("openpi message nests too deep to read") from None
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
         raise ProtocolError(f"openpi message is not valid msgpack: {type(exc).__name__}: {exc}") from None
 
