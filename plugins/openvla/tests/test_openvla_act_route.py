@@ -1,14 +1,17 @@
-"""The reference server's hot path (ActRoute) answers POST /act exactly as its FastAPI route does.
+"""The reference server's hot paths (ActProtocol below ASGI, ActRoute in front of FastAPI) answer
+POST /act exactly as its FastAPI route does.
 
 Each request is sent twice over a raw socket: with ``Content-Type: application/json`` (served by
-the hot path) and with ``application/json; charset=utf-8`` (which the hot path leaves to FastAPI,
+the hot path) and with ``application/json; charset=utf-8`` (which the hot paths leave to FastAPI,
 which parses it as JSON all the same); the status line, the headers (less ``date``) and the body
-must be byte for byte the same.
+must be byte for byte the same. ActProtocol keeps a connection while its requests are ones it
+serves and hands it to uvicorn (ActRoute, FastAPI) at the first one it does not.
 """
 
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -57,9 +60,9 @@ def _without_date(reply: bytes) -> bytes:
 
 
 def _same_reply_both_ways(server: ReferenceServer, body: bytes) -> bytes:
-    served = server.app.served
+    served, below_asgi = server.app.served, server.app.served_below_asgi
     hot = _exchange(server, body, HOT)
-    assert server.app.served == served + 1
+    assert server.app.served == served + 1 and server.app.served_below_asgi == below_asgi + 1
     fastapi = _exchange(server, body, FASTAPI)
     assert server.app.served == served + 1
     assert _without_date(hot) == _without_date(fastapi)
@@ -123,3 +126,113 @@ def test_a_chunked_body_is_served_by_fastapi_and_over_the_cap_is_413(start_serve
     assert reply.startswith(b"HTTP/1.1 413") and b"max_message_bytes=20,000" in reply
     assert _exchange(server, large, HOT, sent=0).startswith(b"HTTP/1.1 413")  # from its Content-Length
     assert server.app.served == 0 and server.stats.requests == 1
+
+
+# ------------------------------------------------------------------- ActProtocol's connections
+
+
+def _request(body: bytes, *, headers: str = "", path: str = "/act", method: str = "POST") -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {HOT}\r\n{headers}"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def _read_reply(reader: Any) -> tuple[bytes, bytes]:
+    """One reply (status line and headers, body) from a keep-alive connection's file."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = reader.readline()
+        assert line, f"the connection closed after {head!r}"
+        head += line
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    return head, reader.read(length)
+
+
+def _payload_with(instruction: str) -> bytes:
+    return codec.encode({"image": IMAGE, "instruction": instruction})
+
+
+def test_a_keep_alive_connection_is_served_below_asgi_request_after_request(start_server: ServerFactory) -> None:
+    server = start_server()
+    with socket.create_connection((server.host, server.port), timeout=10) as sock, sock.makefile("rb") as reader:
+        for instruction in ("a", "bb", "ccc"):
+            sock.sendall(_request(_payload_with(instruction)))
+            head, body = _read_reply(reader)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"connection: close" not in head
+            assert json_numpy.loads(body).shape == (7,)
+    assert server.app.served_below_asgi == 3 and server.stats.requests == 3
+
+
+def test_pipelined_requests_are_answered_in_order(start_server: ServerFactory) -> None:
+    server = start_server(lambda payload: np.full(7, float(len(payload["instruction"]))))
+    requests = b"".join(_request(_payload_with("x" * n)) for n in (1, 2, 3))
+    with socket.create_connection((server.host, server.port), timeout=10) as sock, sock.makefile("rb") as reader:
+        sock.sendall(requests)
+        actions = [json_numpy.loads(_read_reply(reader)[1])[0] for _ in range(3)]
+    assert actions == [1.0, 2.0, 3.0] and server.app.served_below_asgi == 3
+
+
+def test_a_request_that_arrives_a_byte_at_a_time_is_served(start_server: ServerFactory) -> None:
+    server = start_server()
+    data = _request(codec.encode({"image": IMAGE[:4, :4], "instruction": "x"}))
+    with socket.create_connection((server.host, server.port), timeout=10) as sock, sock.makefile("rb") as reader:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for index in range(len(data)):
+            sock.send(data[index:index + 1])
+        head, body = _read_reply(reader)
+    assert head.startswith(b"HTTP/1.1 200 OK") and json_numpy.loads(body).shape == (7,)
+    assert server.app.served_below_asgi == 1
+
+
+def test_the_first_request_it_does_not_take_hands_the_connection_to_uvicorn(start_server: ServerFactory) -> None:
+    server = start_server()
+    with socket.create_connection((server.host, server.port), timeout=10) as sock, sock.makefile("rb") as reader:
+        sock.sendall(_request(_payload_with("a")))
+        assert _read_reply(reader)[0].startswith(b"HTTP/1.1 200 OK")
+        sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # FastAPI's, through uvicorn
+        head, body = _read_reply(reader)
+        assert head.startswith(b"HTTP/1.1 200 OK") and b'"/act"' in body
+        sock.sendall(_request(b"not json"))  # read by ActRoute now, then FastAPI's 422
+        assert _read_reply(reader)[0].startswith(b"HTTP/1.1 422")
+        sock.sendall(_request(_payload_with("b")))  # ActRoute's hot path on uvicorn's side
+        assert json_numpy.loads(_read_reply(reader)[1]).shape == (7,)
+    assert server.app.served == 2 and server.app.served_below_asgi == 1
+
+
+@pytest.mark.parametrize("headers", ["Expect: 100-continue\r\n", "Connection: upgrade\r\nUpgrade: h2c\r\n",
+                                     " folded-continuation\r\n", "Bad Name: x\r\n"])
+def test_heads_it_does_not_handle_go_to_uvicorn(start_server: ServerFactory, headers: str) -> None:
+    server = start_server()
+    with socket.create_connection((server.host, server.port), timeout=10) as sock, sock.makefile("rb") as reader:
+        sock.sendall(_request(_payload_with("a"), headers=headers))
+        head = reader.readline()
+    assert server.app.served_below_asgi == 0
+    if not headers.startswith(" "):
+        assert head.startswith(b"HTTP/1.1 ")
+
+
+def test_the_bearer_token_is_checked_before_it_serves(start_server: ServerFactory) -> None:
+    server = start_server(api_key="s3cret")
+    for token, status, below_asgi in (("s3cret", b"200", 1), ("wrong", b"401", 1), ("s3cret", b"200", 2)):
+        reply = _exchange_with(server, _request(_payload_with("a"), headers=f"Authorization: Bearer {token}\r\n"))
+        assert reply.split(b" ", 2)[1] == status and server.app.served_below_asgi == below_asgi
+    twice = "Authorization: Bearer wrong\r\nAuthorization: Bearer s3cret\r\n"
+    assert _exchange_with(server, _request(_payload_with("a"), headers=twice)).split(b" ", 2)[1] == b"401"
+    assert server.app.served_below_asgi == 2
+
+
+def _exchange_with(server: ReferenceServer, data: bytes) -> bytes:
+    with socket.create_connection((server.host, server.port), timeout=10) as sock, sock.makefile("rb") as reader:
+        sock.sendall(data)
+        head, body = _read_reply(reader)
+    return head + body
+
+
+def test_stop_closes_an_idle_keep_alive_connection_promptly(start_server: ServerFactory) -> None:
+    server = start_server()
+    with socket.create_connection((server.host, server.port), timeout=10) as sock, sock.makefile("rb") as reader:
+        sock.sendall(_request(_payload_with("a")))
+        _read_reply(reader)
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 2.0
+        assert reader.read() == b""  # closed by the server

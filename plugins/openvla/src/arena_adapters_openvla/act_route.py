@@ -46,6 +46,8 @@ class ActRoute:
 
     Attributes:
         served: the requests answered here rather than by ``app`` (for tests and monitoring).
+        served_below_asgi: of them, those :class:`~arena_adapters_openvla.act_protocol.ActProtocol`
+            answered on its connections, without going through ASGI.
     """
 
     def __init__(self, app: ASGIApp, path: str, decode: Decode, handle: Handle, max_body_bytes: int,
@@ -57,12 +59,13 @@ class ActRoute:
         self.handle = handle
         self.max_body_bytes = max_body_bytes
         self.served = 0
+        self.served_below_asgi = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        declared = self._declared_length(scope["headers"])
+        declared = self.declared_length(scope["headers"])
         if declared is None:
             await self.app(scope, receive, send)
             return
@@ -84,7 +87,7 @@ class ActRoute:
             chunks.append(chunk)
             more = bool(message.get("more_body", False))
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        payload = self._payload(body)
+        payload = self.payload(body)
         if payload is None:
             await self.app(scope, _replay(messages, receive), send)
             return
@@ -94,7 +97,7 @@ class ActRoute:
                     "headers": [(b"content-length", b"%d" % len(reply)), (b"content-type", _JSON_CONTENT_TYPE)]})
         await send({"type": "http.response.body", "body": reply})
 
-    def _declared_length(self, headers: list[tuple[bytes, bytes]]) -> int | None:
+    def declared_length(self, headers: list[tuple[bytes, bytes]]) -> int | None:
         """The body's ``Content-Length`` when the hot path may serve the request: one JSON content
         type, one length within the cap, no transfer coding; else ``None``."""
         length: int | None = None
@@ -115,7 +118,7 @@ class ActRoute:
             return None
         return length
 
-    def _payload(self, body: bytes) -> dict[str, Any] | None:
+    def payload(self, body: bytes) -> dict[str, Any] | None:
         """The decoded JSON object, or ``None`` when FastAPI must answer (not JSON, not an object,
         beyond the limits)."""
         try:

@@ -17,8 +17,10 @@ Well-formed ``POST /act`` requests (a JSON content type, a ``Content-Length`` wi
 body that decodes to an object) are served by a bare ASGI layer in front of the FastAPI app
 (:class:`~arena_adapters_openvla.act_route.ActRoute`) with the same handler and the same reply
 bytes; FastAPI's routing, middlewares and request validation cost more per request than the
-decode, the policy and the encode together. Every other request goes to FastAPI, which answers it
-as upstream does.
+decode, the policy and the encode together. Below ASGI, each connection starts on
+:class:`~arena_adapters_openvla.act_protocol.ActProtocol`, which serves those requests without
+uvicorn's per-request ASGI work and hands the connection to uvicorn at the first request it does
+not take. Every other request goes to FastAPI, which answers it as upstream does.
 
 Unlike upstream it never monkeypatches the ``json`` module: the app reads bodies with this plugin's
 codec through a custom request class, within request limits (a body over ``max_message_bytes`` is
@@ -40,6 +42,7 @@ Requires the ``server`` extra (``pip install arena-adapters-openvla[server]``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import queue
@@ -64,6 +67,7 @@ from arena_adapters.transport import (
     wait_ready,
 )
 from arena_adapters_openvla import codec
+from arena_adapters_openvla.act_protocol import ActProtocol
 from arena_adapters_openvla.act_route import ActRoute, ASGIApp, Message, Receive, Scope, Send
 from arena_adapters_openvla.dummy_policy import DummyOftPolicy, DummyOpenVlaPolicy, NullPolicy
 from arena_adapters_openvla.transport import ACT_PATH, OFT_PORT, OPENVLA_PORT
@@ -461,6 +465,7 @@ class ReferenceServer:
             log_level=log_level,
             access_log=access_log,
             timeout_graceful_shutdown=2,
+            http=_http_protocol(app, api_key) if fault_injector is None and not access_log else "auto",
         ))
         self._thread = threading.Thread(target=self._serve, name=f"openvla-server-{self.port}", daemon=True)
         self._stopped = threading.Event()
@@ -518,6 +523,17 @@ class ReferenceServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _http_protocol(app: Any, api_key: str | None) -> Any:
+    """uvicorn's ``http`` protocol for the server: :class:`ActProtocol` in front of uvicorn's own
+    (for an app made by :func:`create_app`), else uvicorn's."""
+    if not isinstance(app, ActRoute):
+        return "auto"
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    authorization = f"Bearer {api_key}".encode() if api_key else None
+    return functools.partial(ActProtocol, route=app, fallback=AutoHTTPProtocol, authorization=authorization)
 
 
 def start_reference_server(
