@@ -236,3 +236,12 @@ def test_stop_closes_an_idle_keep_alive_connection_promptly(start_server: Server
         server.stop()
         assert time.monotonic() - started < 2.0
         assert reader.read() == b""  # closed by the server
+
+
+def test_below_asgi_false_sends_every_request_through_uvicorns_asgi_layer(start_server: ServerFactory) -> None:
+    server = start_server(below_asgi=False)
+    with socket.create_connection((server.host, server.port), timeout=10) as sock, sock.makefile("rb") as reader:
+        for instruction in ("a", "bb"):
+            sock.sendall(_request(_payload_with(instruction)))
+            assert json_numpy.loads(_read_reply(reader)[1]).shape == (7,)
+    assert server.app.served == 2 and server.app.served_below_asgi == 0

@@ -438,6 +438,7 @@ class ReferenceServer:
         api_key: str | None = None,
         fault_injector: FaultInjector | None = None,
         threads: HandlerThreads | None = None,
+        below_asgi: bool = True,
     ) -> None:
         import uvicorn
 
@@ -465,7 +466,7 @@ class ReferenceServer:
             log_level=log_level,
             access_log=access_log,
             timeout_graceful_shutdown=2,
-            http=_http_protocol(app, api_key) if fault_injector is None and not access_log else "auto",
+            http=_http_protocol(app, api_key) if below_asgi and fault_injector is None and not access_log else "auto",
         ))
         self._thread = threading.Thread(target=self._serve, name=f"openvla-server-{self.port}", daemon=True)
         self._stopped = threading.Event()
@@ -551,6 +552,7 @@ def start_reference_server(
     max_depth: int = DecodeLimits.max_depth,
     fault_injector: FaultInjector | str | None = None,
     handler_threads: int = 40,
+    below_asgi: bool = True,
 ) -> ReferenceServer:
     """Start an OpenVLA-compatible ``POST /act`` server in a background thread and return it listening.
 
@@ -570,6 +572,10 @@ def start_reference_server(
         fault_injector: ``fn(reply_bytes) -> ReplyFault | None`` called before each ``POST /act``
             reply (see :class:`ReplyGuard`), or its ``"module:attr"``.
         handler_threads: policy calls that can run at once (:class:`HandlerThreads`).
+        below_asgi: serve well-formed ``POST /act`` requests on the connection, below uvicorn's ASGI
+            layer (:class:`~arena_adapters_openvla.act_protocol.ActProtocol`); ``False``: every
+            request goes through uvicorn's ASGI layer, as upstream's do. Off with
+            ``access_log`` or ``fault_injector``, which work at that layer.
 
     Raises:
         ConfigError: a bad variant or policy.
@@ -602,6 +608,7 @@ def start_reference_server(
         raise start_failure(SERVER_NAME, address_text, exc) from None
     threads = HandlerThreads(handler_threads, f"openvla-handler-{sock.getsockname()[1]}")
     server = ReferenceServer(create_app(fn, limits=limits, threads=threads), sock, host, access_log=access_log,
-                             log_level=log_level, api_key=api_key, fault_injector=fault_injector, threads=threads)
+                             log_level=log_level, api_key=api_key, fault_injector=fault_injector, threads=threads,
+                             below_asgi=below_asgi)
     server.start()
     return server
