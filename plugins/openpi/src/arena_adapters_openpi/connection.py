@@ -17,7 +17,7 @@ import inspect
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,7 +175,7 @@ class WebsocketConnection:
                 the observation went out.
         """
         websocket = self.websocket
-        try:
+        with self._failures("send", deadline, sent=False):
             if deadline.expired:
                 raise TimeoutError
             with contextlib.suppress(OSError):
@@ -183,15 +183,6 @@ class WebsocketConnection:
             websocket.send(payload)
             with contextlib.suppress(OSError):
                 websocket.socket.settimeout(None)
-        except TimeoutError:
-            self.abort()
-            raise TransportTimeout(
-                f"openpi server {self.endpoint}: no send within the deadline of {deadline.budget:g} s"
-            ) from None
-        except ConnectionClosed as exc:
-            error = self._closed_error(exc, sent=False)
-            self.abort()
-            raise error from None
 
     def receive(self, deadline: Deadline) -> bytes:
         """The packed reply to the observation :meth:`send` sent, by ``deadline``.
@@ -199,20 +190,27 @@ class WebsocketConnection:
         Raises:
             as :meth:`exchange`.
         """
-        try:
+        with self._failures("reply", deadline, sent=True):
             reply = self.websocket.recv(timeout=deadline.remaining())
-        except TimeoutError:
-            self.abort()
-            raise TransportTimeout(
-                f"openpi server {self.endpoint}: no reply within the deadline of {deadline.budget:g} s"
-            ) from None
-        except ConnectionClosed as exc:
-            error = self._closed_error(exc, sent=True)
-            self.abort()
-            raise error from None
         if isinstance(reply, str):
             raise self._server_error(reply, deadline)
         return reply
+
+    @contextlib.contextmanager
+    def _failures(self, stage: str, deadline: Deadline, *, sent: bool) -> Iterator[None]:
+        """A timeout or a closed connection in the block as the typed error; the connection is
+        aborted (a late reply would break the lockstep)."""
+        try:
+            yield
+        except TimeoutError:
+            self.abort()
+            raise TransportTimeout(
+                f"openpi server {self.endpoint}: no {stage} within the deadline of {deadline.budget:g} s"
+            ) from None
+        except ConnectionClosed as exc:
+            error = self._closed_error(exc, sent=sent)
+            self.abort()
+            raise error from None
 
     def _closed_error(self, exc: ConnectionClosed, *, sent: bool) -> AdapterError:
         if self._aborted:
