@@ -13,11 +13,11 @@ connections are pooled and those that failed are dropped; a retryable failure (t
 have seen the request) is resent under one :class:`~arena_adapters.transport.RetryPolicy`, nothing
 else is; per-env messages fan out concurrently (``per_env_requests = True``): from the calling
 thread when the connections send and receive apart (a
-:class:`~arena_adapters.transport.connections.SplitConnection`), else on a pool of threads; whatever a codec or a
-socket raises becomes an :class:`~arena_adapters.errors.AdapterError` naming the endpoint and the
-request; :meth:`~ClientTransport.close` is final, prompt and idempotent (it aborts requests in
-flight, which end with a :class:`~arena_adapters.errors.TransportError`), and its threads are
-daemons that never hold interpreter exit.
+:class:`~arena_adapters.transport.connections.SplitConnection`), else on a pool of threads;
+whatever a codec or a socket raises becomes an :class:`~arena_adapters.errors.AdapterError` naming
+the endpoint and the request; :meth:`~ClientTransport.close` is final, prompt and idempotent (it
+aborts requests in flight, which end with a :class:`~arena_adapters.errors.TransportError`), and
+its threads are daemons that never hold interpreter exit.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from arena_adapters.errors import AdapterError, ProtocolError, TransportError
 from arena_adapters.parts import EnvIds, Health
@@ -232,8 +232,7 @@ class ClientTransport(ABC):
         def send_once(attempt: int) -> Seat:
             seat = self._acquire(deadline, what)
             with self._released_if_failed(seat, what):
-                assert isinstance(seat.connection, SplitConnection)
-                seat.connection.send(payload, deadline)
+                cast(SplitConnection, seat.connection).send(payload, deadline)
             return seat
 
         return self.retry.run(send_once, deadline, what)
@@ -241,8 +240,7 @@ class ClientTransport(ABC):
     def _receive(self, seat: Seat, deadline: Deadline, what: str) -> bytes:
         """The reply on ``seat``'s connection; the seat is released."""
         with self._released_if_failed(seat, what):
-            assert isinstance(seat.connection, SplitConnection)
-            data = seat.connection.receive(deadline)
+            data = cast(SplitConnection, seat.connection).receive(deadline)
         self._pool.release(seat)
         return data
 
