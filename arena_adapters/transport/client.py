@@ -213,10 +213,14 @@ class ClientTransport(ABC):
         """Whether the connections are :class:`SplitConnection` (one is opened to tell, the first time)."""
         if self._split is None:
             self._warn_if_insecure()
-            seat = self.retry.run(lambda attempt: self._acquire(deadline, what), deadline, what)
-            self._split = isinstance(seat.connection, SplitConnection)
-            self._pool.release(seat)
-        return self._split
+            self.retry.run(lambda attempt: self._open_one(deadline, what), deadline, what)
+        return bool(self._split)
+
+    def _open_one(self, deadline: Deadline, what: str) -> None:
+        """Hold a pooled connection (opened now if none is open) and note whether it splits."""
+        seat = self._acquire(deadline, what)
+        self._split = isinstance(seat.connection, SplitConnection)
+        self._pool.release(seat)
 
     def _acquire(self, deadline: Deadline, what: str) -> Seat:
         try:
@@ -279,13 +283,7 @@ class ClientTransport(ABC):
         deadline = self.deadline(deadline)
         self._check_open("connect")
         self._warn_if_insecure()
-
-        def open_one(attempt: int) -> None:
-            seat = self._acquire(deadline, "connect")
-            self._split = isinstance(seat.connection, SplitConnection)
-            self._pool.release(seat)
-
-        self.retry.run(open_one, deadline, "connect")
+        self.retry.run(lambda attempt: self._open_one(deadline, "connect"), deadline, "connect")
 
     def infer(self, request: Any, deadline: Deadline | None = None) -> Any:
         """Send a request and return the reply; a list of per-env messages fans out when the

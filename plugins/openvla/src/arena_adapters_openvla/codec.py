@@ -438,8 +438,7 @@ def _array_of(
         descr, shape = fields["dtype"], fields["shape"]
     except KeyError as exc:
         raise DecodeError(f"json_numpy object without {exc.args[0]!r}: keys {sorted(fields)}") from None
-    cached = _DTYPES.get(descr) if isinstance(descr, str) else None
-    dtype = cached if cached is not None else _allowed_dtype(descr, limits)
+    dtype = _allowed_dtype(descr, limits)
     # The usual shape, a short list of non-negative ints, is sized here; anything else by the kit's
     # checks (and their messages).
     size = dtype.itemsize
@@ -474,6 +473,9 @@ _DTYPES: dict[str, np.dtype[Any]] = {}
 
 def _allowed_dtype(descr: Any, limits: DecodeLimits) -> np.dtype[Any]:
     """The dtype a json_numpy object declares, if the limits allow it (remembered by its string)."""
+    cached = _DTYPES.get(descr) if isinstance(descr, str) else None
+    if cached is not None:
+        return cached
     dtype = limits.dtype(descr, "json_numpy object")
     if isinstance(descr, str) and len(_DTYPES) < 256:
         _DTYPES[descr] = dtype
@@ -564,7 +566,7 @@ def _loads_like_arrays(data: bytes, backend: Base64Backend, limits: DecodeLimits
             return None
         shape = limits.shape([int(dim) for dim in dims], "json_numpy object")
         descr = first.group("dtype").decode("ascii")
-        dtype = _DTYPES[descr] if descr in _DTYPES else _allowed_dtype(descr, limits)
+        dtype = _allowed_dtype(descr, limits)
         size = limits.array_bytes(dtype, shape, "json_numpy object")
         decode = backend.decode_strict
         raws = [decode(text) for text in data[len(opening):len(data) - len(end)].split(closing + item + opening[1:])]
