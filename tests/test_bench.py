@@ -54,6 +54,9 @@ def _check_end_to_end(rows: list[dict[str, Any]]) -> None:
             assert by_name[f"{name} vs local"]["extra"]["env_alone_env_steps_per_s"] > 0
             arena = by_name[f"{name} vs Arena-style"]["extra"]
             assert arena["arena_env_steps_per_s"] > 0 and arena["arena_requests_per_step"] > 0
+            env_alone = by_name[f"{name} vs local"]["extra"]["env_alone_env_steps_per_s"]
+            assert arena["zero_cost_bound"] == pytest.approx(env_alone / arena["arena_env_steps_per_s"], rel=0.02)
+            assert arena["limit_vs_arena"] > 0
             query = by_name[f"{name}, one query"]["extra"]
             assert query["queries"] >= 1 and query["bytes_per_query"] > 0
             assert all(query[f"{part}_s"] >= 0 for part in PARTS)
@@ -67,6 +70,7 @@ def _check_end_to_end(rows: list[dict[str, Any]]) -> None:
         assert len(replicated["requests_per_replica"]) == 2 and min(replicated["requests_per_replica"]) > 0
     against_arena = by_name["openvla, 16 envs, 2 replicas vs Arena-style"]["extra"]
     assert against_arena["arena_env_steps_per_s"] > 0 and against_arena["arena_requests_per_step"] > 0
+    assert against_arena["zero_cost_bound"] > 0 and against_arena["limit_vs_arena"] > 0
     assert sorted(name for name in by_name if "replicas" in name) == [
         "gr00t, 16 envs, 2 replicas vs local", "openvla, 16 envs, 2 replicas vs Arena-style",
         "openvla, 16 envs, 2 replicas vs local"]
@@ -101,3 +105,22 @@ def test_a_section_is_a_function_and_one_registration_line() -> None:
     table = format_table(results)
     assert "4.00x" in table and "0.50x" in table and "floor 0.5 us" in table
     assert "(skipped)" in table and "needs something not installed" in table
+
+
+def test_against_arena_separates_the_env_from_what_a_client_costs() -> None:
+    from arena_adapters.bench.end_to_end import Drive, against_arena
+
+    def per_step(ms: float) -> Drive:
+        return Drive(ms / 1e3, 64)
+
+    figures = against_arena(ours=per_step(10.0), arena=per_step(29.0), local=per_step(5.8), env_alone=per_step(5.0))
+    assert figures == {"limit_vs_arena": 5.0, "zero_cost_bound": 5.8, "cost_vs_arena": 4.8}
+    noisy = against_arena(ours=per_step(4.9), arena=per_step(29.0), local=per_step(5.8), env_alone=per_step(5.0))
+    assert "cost_vs_arena" not in noisy and noisy["zero_cost_bound"] == 5.8
+    from arena_adapters.bench.rows import SectionResult
+    from arena_adapters.cli.bench_command import format_table
+
+    row = Row("end_to_end", "openpi, 64 envs vs Arena-style", 10.0 / 64e3, 29.0 / 64e3, "Arena-style", figures)
+    table = format_table([SectionResult("end_to_end", [row], None, 1.0)])
+    assert "local adapter 5.00x, a client costing nothing 5.80x" in table
+    assert "cost per step beyond the env: Arena-style / ours 4.80x" in table

@@ -62,6 +62,12 @@ def _notes(extra: dict[str, Any]) -> str:
         notes.append(f"ceiling {extra['ceiling']:.2f}x")
     if "bound" in extra:
         notes.append(f"bound {extra['bound']:.2f}x")
+    if "limit_vs_arena" in extra:
+        notes.append(f"local adapter {extra['limit_vs_arena']:.2f}x")
+    if "zero_cost_bound" in extra:
+        notes.append(f"a client costing nothing {extra['zero_cost_bound']:.2f}x")
+    if "cost_vs_arena" in extra:
+        notes.append(f"cost per step beyond the env: Arena-style / ours {extra['cost_vs_arena']:.2f}x")
     return ", ".join(notes)
 
 
