@@ -23,6 +23,12 @@ runs twice (``Plan.rounds``), in alternating order (ours, local, env alone, Aren
 reverse), each time on a fresh env after warm-up steps; a column's figure is the mean of its rounds,
 so load from other processes that comes and goes falls on every column alike.
 
+The env's own step is in every column, so a ``vs Arena-style`` row also states what bounds its
+ratio (:func:`against_arena`): the local adapter's ratio to the Arena-style client
+(``limit_vs_arena``), a client's that cost nothing (``zero_cost_bound``: the Arena-style step over
+the env alone's), and the part a client controls, its time per step beyond the env alone's,
+Arena-style over ours (``cost_vs_arena``).
+
 Time per query of ``ours``, split (microseconds; sums over the measured steps / queries):
 ``obs_translation`` (incl. device -> host), ``encode``, ``transfer`` (round trips minus the server's
 time), ``server_decode``, ``server_policy``, ``server_encode``, ``client_decode``,
