@@ -54,20 +54,19 @@ def _seconds(value: float) -> str:
     return f"{value:.2f} s"
 
 
+RATIO_NOTES = (
+    ("ceiling", "ceiling"),
+    ("bound", "bound"),
+    ("limit_vs_arena", "local adapter"),
+    ("zero_cost_bound", "a client costing nothing"),
+    ("cost_vs_arena", "cost per step beyond the env: Arena-style / ours"),
+)
+"""Ratios a row's ``extra`` may hold, in the order of its notes, with their labels."""
+
+
 def _notes(extra: dict[str, Any]) -> str:
-    notes = []
-    if "floor_s" in extra:
-        notes.append(f"floor {_seconds(extra['floor_s'])}")
-    if "ceiling" in extra:
-        notes.append(f"ceiling {extra['ceiling']:.2f}x")
-    if "bound" in extra:
-        notes.append(f"bound {extra['bound']:.2f}x")
-    if "limit_vs_arena" in extra:
-        notes.append(f"local adapter {extra['limit_vs_arena']:.2f}x")
-    if "zero_cost_bound" in extra:
-        notes.append(f"a client costing nothing {extra['zero_cost_bound']:.2f}x")
-    if "cost_vs_arena" in extra:
-        notes.append(f"cost per step beyond the env: Arena-style / ours {extra['cost_vs_arena']:.2f}x")
+    notes = [f"floor {_seconds(extra['floor_s'])}"] if "floor_s" in extra else []
+    notes += [f"{label} {extra[key]:.2f}x" for key, label in RATIO_NOTES if key in extra]
     return ", ".join(notes)
 
 
