@@ -505,28 +505,6 @@ def test_a_threadless_fan_out_resends_only_what_cannot_have_arrived(servers: lis
     assert arrived.count(0) == 1 and arrived.count(1) <= 1  # env 1's request may be dropped before it is read
 
 
-def test_close_ends_a_threadless_fan_out_promptly(servers: list[ToyServer]) -> None:
-    server = serve(servers, silent)
-    transport = ToySplitTransport(server.endpoint, timeout=30.0, max_concurrency=4)
-    outcome: dict[str, Any] = {}
-
-    def in_flight() -> None:
-        try:
-            transport.infer([{"env": i} for i in range(4)])
-        except AdapterError as error:
-            outcome["error"] = error
-
-    caller = threading.Thread(target=in_flight)
-    caller.start()
-    time.sleep(0.3)
-    closing = time.monotonic()
-    transport.close()
-    caller.join(2.0)
-    assert not caller.is_alive() and time.monotonic() - closing < 1.0
-    assert isinstance(outcome["error"], TransportError) and not isinstance(outcome["error"], TransportTimeout)
-    assert transport.open_connections == 0
-
-
 def test_send_each_needs_split_connections(servers: list[ToyServer]) -> None:
     server = serve(servers)
     with ToyTransport(server.endpoint, timeout=2.0, max_concurrency=4) as transport, \
@@ -542,10 +520,13 @@ def test_send_each_needs_split_connections(servers: list[ToyServer]) -> None:
 # --------------------------------------------------------------------------------------- close
 
 
-def test_close_aborts_a_request_in_flight_promptly_and_is_final(servers: list[ToyServer]) -> None:
+@pytest.mark.parametrize("transport_class", [ToyTransport, ToySplitTransport], ids=["threads", "threadless"])
+def test_close_aborts_a_request_in_flight_promptly_and_is_final(
+    servers: list[ToyServer], transport_class: type[ToyTransport]
+) -> None:
     server = serve(servers, silent)
     threads, fds = kit_threads(), open_fds()
-    transport = ToyTransport(server.endpoint, timeout=30.0, max_concurrency=4)
+    transport = transport_class(server.endpoint, timeout=30.0, max_concurrency=4)
     outcome: dict[str, Any] = {}
 
     def in_flight() -> None:
@@ -559,7 +540,8 @@ def test_close_aborts_a_request_in_flight_promptly_and_is_final(servers: list[To
     caller = threading.Thread(target=in_flight)
     caller.start()
     time.sleep(0.3)
-    assert kit_threads() > threads and open_fds() > fds
+    fans_out_on_threads = transport_class is ToyTransport
+    assert (kit_threads() > threads) == fans_out_on_threads and open_fds() > fds
     closing = time.monotonic()
     transport.close()
     assert time.monotonic() - closing < 0.5
@@ -567,6 +549,7 @@ def test_close_aborts_a_request_in_flight_promptly_and_is_final(servers: list[To
     assert not caller.is_alive()
     assert isinstance(outcome["error"], TransportError) and not isinstance(outcome["error"], TransportTimeout)
     assert outcome["elapsed"] < 2.0
+    assert transport.open_connections == 0
     transport.close()  # idempotent
     with pytest.raises(TransportError, match="closed"):
         transport.infer({"x": 1})
