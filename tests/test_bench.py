@@ -124,3 +124,37 @@ def test_against_arena_separates_the_env_from_what_a_client_costs() -> None:
     table = format_table([SectionResult("end_to_end", [row], None, 1.0)])
     assert "local adapter 5.00x, a client costing nothing 5.80x" in table
     assert "cost per step beyond the env: Arena-style / ours 4.80x" in table
+
+
+@pytest.mark.parametrize("double_encoded", [False, True], ids=["openvla", "oft"])
+def test_openvla_server_parts_time_the_servers_own_decode(monkeypatch: pytest.MonkeyPatch, double_encoded: bool) -> None:
+    """The breakdown's server decode is the decode the reference server runs on a body (its route's),
+    not another JSON parser's: a parser the server does not use would misstate both the server's
+    parts and, by difference, ``transfer``."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("arena_adapters_openvla")
+    from arena_adapters_openvla import codec, server
+
+    from arena_adapters.bench import end_to_end
+    from arena_adapters.envs.expert_server import served_expert
+
+    observation = {"image": np.zeros((224, 224, 3), np.uint8), "instruction": "reach"}
+    request = codec.encode_double(observation) if double_encoded else codec.encode(observation)
+    decoded: list[int] = []
+    create_app = server.create_app
+
+    def counting_app(*args: Any, **kwargs: Any) -> Any:
+        route = create_app(*args, **kwargs)
+        decode = route.decode
+
+        def counted(body: bytes) -> Any:
+            decoded.append(len(body))
+            return decode(body)
+
+        route.decode = counted
+        return route
+
+    monkeypatch.setattr(server, "create_app", counting_app)
+    parts = end_to_end._server_parts("openvla", served_expert("openvla"), request)
+    assert decoded and set(decoded) == {len(request)}
+    assert parts["server_decode"] > 0 and parts["server_policy"] >= 0 and parts["server_encode"] > 0
