@@ -36,8 +36,10 @@ time), ``server_decode``, ``server_policy``, ``server_encode``, ``client_decode`
 the policy's translators and transport methods on the benchmark's own instance (the library is not
 instrumented). The reference servers do not report their time, so the server parts are the same
 server functions (decode, null policy, encode) timed in this process on the last request's bytes,
-times the requests per query. Where per-env requests run concurrently (openpi, openvla), client
-parts are summed over the threads and can exceed the wall time. ``floor`` is the bytes of a query
+times the requests per query (the server's own decode of a body: for openvla its route's). openpi
+and openvla send their per-env requests from the calling thread and read the replies after, so
+their parts are wall time; a transport whose per-env requests run on fan-out threads has its client
+parts summed over the threads, which can exceed the wall time. ``floor`` is the bytes of a query
 (requests and replies) over this machine's memory copy bandwidth (``np.copyto``, measured here).
 For gr00t, ``wire_floor_s`` is a raw ZeroMQ round trip of the request's bytes to an echo process
 (:mod:`arena_adapters.bench.wire_floor`): what ``transfer`` cannot go below over that socket.
