@@ -158,3 +158,15 @@ def test_openvla_server_parts_time_the_servers_own_decode(monkeypatch: pytest.Mo
     parts = end_to_end._server_parts("openvla", served_expert("openvla"), request)
     assert decoded and set(decoded) == {len(request)}
     assert parts["server_decode"] > 0 and parts["server_policy"] >= 0 and parts["server_encode"] > 0
+
+
+def test_the_full_plans_warm_up_past_the_first_refill() -> None:
+    """Every env is due at step 0 and those not reset by then refill together at step 8, the
+    default ``execute_steps``: the warm-up covers that refill, whose one-off host allocations
+    would otherwise fall in the measured window of the large sizes."""
+    from arena_adapters.bench.end_to_end import ADAPTERS, FULL, FULL_CUDA
+    from arena_adapters.envs.expert_server import served_expert
+
+    for adapter in ADAPTERS:
+        execute_steps = int(served_expert(adapter).client_options.get("execute_steps", 8))
+        assert FULL.warmup > execute_steps and FULL_CUDA.warmup > execute_steps, adapter
