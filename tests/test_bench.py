@@ -131,8 +131,7 @@ def test_openvla_server_parts_time_the_servers_own_decode(monkeypatch: pytest.Mo
     """The breakdown's server decode is the decode the reference server runs on a body (its route's),
     not another JSON parser's: a parser the server does not use would misstate both the server's
     parts and, by difference, ``transfer``."""
-    np = pytest.importorskip("numpy")
-    pytest.importorskip("arena_adapters_openvla")
+    import numpy as np
     from arena_adapters_openvla import codec, server
 
     from arena_adapters.bench import end_to_end
