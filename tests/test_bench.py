@@ -14,9 +14,13 @@ from arena_adapters.cli import main
 
 
 def test_bench_quick_prints_one_table_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "out" / "bench.json"
-    assert main(["bench", "--quick", "--json", str(path)]) == 0
+    path, markdown = tmp_path / "out" / "bench.json", tmp_path / "out" / "bench.md"
+    assert main(["bench", "--quick", "--json", str(path), "--markdown", str(markdown)]) == 0
     out = capsys.readouterr().out
+    _check_markdown(markdown.read_text())
+    assert main(["bench", "--from-json", str(path), "--markdown", str(tmp_path / "again.md")]) == 0
+    assert (tmp_path / "again.md").read_text() == markdown.read_text()
+    assert capsys.readouterr().out.split("\n")[:-2] == out.split("\n")[1:-3]  # the same table, no machine line
     assert "ratio = baseline / ours" in out
     for section in ("scheduler", "prefetch", "codecs", "end_to_end"):
         assert f"\n{section} " in out
@@ -39,6 +43,53 @@ def test_bench_quick_prints_one_table_and_writes_json(tmp_path: Path, capsys: py
     assert all(row["extra"]["floor_s"] > 0 and row["extra"]["message_bytes"] > 0 for row in codec_rows)
     assert all(row["extra"]["ceiling"] > 0 for row in sections["prefetch"]["rows"])
     _check_end_to_end(sections["end_to_end"]["rows"])
+
+
+def _check_markdown(text: str) -> None:
+    """One heading per section; the scheduler pivoted by size; the end-to-end summary, replicas and
+    parts tables with a line per adapter and size."""
+    blocks = {block.split("\n", 1)[0]: block for block in text.split("### ")[1:]}
+    assert list(blocks) == list(SECTIONS)
+    assert "| measurement | 64 envs: ours / Arena-style chunking |" in blocks["scheduler"]
+    assert "| replay step | " in blocks["scheduler"]
+    assert "| measurement | synchronous | prefetch | speed-up | ceiling | bound |" in blocks["prefetch"]
+    assert "| openpi DROID observation pack+unpack | " in blocks["codecs"]
+    end_to_end = blocks["end_to_end"]
+    for adapter in ("gr00t", "openpi", "openvla"):
+        for num_envs in (1, 16):
+            assert f"\n| {adapter} | {num_envs} | " in end_to_end
+            assert f"\n| {adapter}, {num_envs} envs | " in end_to_end
+    assert "\n| openvla | 16 | 2 | " in end_to_end and "| requests per server |" in end_to_end
+    assert "GB/s" in end_to_end  # the copy bandwidth row, in the table of rows no other table holds
+    tables = [table for table in end_to_end.split("\n\n")[1:]]
+    assert all(len({line.count("|") for line in table.splitlines()}) == 1 for table in tables), "ragged table"
+
+
+def test_from_json_merges_split_runs_and_names_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from arena_adapters.bench.rows import load_results
+
+    first, second, bad = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "bad.json"
+    row = {"section": "extra", "name": "fast", "ours_s": 1e-6, "baseline_s": 4e-6, "baseline": "slow way",
+           "extra": {"floor_s": 5e-7}, "ratio": 4.0}
+    first.write_text(json.dumps({"sections": [{"name": "extra", "skipped": None, "wall_s": 1.0, "rows": [row]},
+                                              {"name": "missing", "skipped": "not installed", "wall_s": 0.0, "rows": []}]}))
+    second.write_text(json.dumps({"sections": [{"name": "extra", "skipped": None, "wall_s": 2.0,
+                                                "rows": [{**row, "name": "slow", "ours_s": 2.0, "baseline_s": 1.0}]}]}))
+    results = load_results([first, second])
+    assert [(r.name, [x.name for x in r.rows], r.skipped, r.wall_s) for r in results] == [
+        ("extra", ["fast", "slow"], None, 3.0), ("missing", [], "not installed", 0.0)]
+    assert [x.ratio for x in results[0].rows] == [4.0, 0.5]
+    bad.write_text(json.dumps({"rows": []}))
+    assert main(["bench", "--from-json", str(first), "--from-json", str(bad)]) == 2
+    assert f"{str(bad)!r} is not what `bench --json` writes" in capsys.readouterr().err
+    assert main(["bench", "--from-json", str(tmp_path / "none.json")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert main(["bench", "--from-json", str(first), "--quick"]) == 2
+    assert "it takes only --markdown" in capsys.readouterr().err
+    assert main(["bench", "--from-json", str(first), "--markdown", str(tmp_path / "m.md")]) == 0
+    text = (tmp_path / "m.md").read_text()
+    assert "| fast | 1.0 us | 4.0 us | 4.00x | slow way; floor 0.5 us |" in text
+    assert "### missing\n\nskipped: not installed" in text
 
 
 def _check_end_to_end(rows: list[dict[str, Any]]) -> None:
@@ -100,7 +151,7 @@ def test_a_section_is_a_function_and_one_registration_line() -> None:
     assert [row.ratio for row in results[0].rows] == [4.0, 0.5]
     assert results[1].rows == [] and results[1].skipped == "needs something not installed"
     assert load_section(f"{__name__}:_two_rows") is _two_rows
-    from arena_adapters.cli.bench_command import format_table
+    from arena_adapters.bench.tables import format_table
 
     table = format_table(results)
     assert "4.00x" in table and "0.50x" in table and "floor 0.5 us" in table
@@ -118,7 +169,7 @@ def test_against_arena_separates_the_env_from_what_a_client_costs() -> None:
     noisy = against_arena(ours=per_step(4.9), arena=per_step(29.0), local=per_step(5.8), env_alone=per_step(5.0))
     assert "cost_vs_arena" not in noisy and noisy["zero_cost_bound"] == 5.8
     from arena_adapters.bench.rows import SectionResult
-    from arena_adapters.cli.bench_command import format_table
+    from arena_adapters.bench.tables import format_table
 
     row = Row("end_to_end", "openpi, 64 envs vs Arena-style", 10.0 / 64e3, 29.0 / 64e3, "Arena-style", figures)
     table = format_table([SectionResult("end_to_end", [row], None, 1.0)])

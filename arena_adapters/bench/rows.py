@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from arena_adapters.errors import ConfigError
 from arena_adapters.importing import import_object
 
 
@@ -94,3 +97,36 @@ def run_sections(
             rows, skipped = [], str(exc)
         results.append(SectionResult(name, rows, skipped, time.perf_counter() - started))
     return results
+
+
+def load_results(paths: Iterable[str | Path]) -> list[SectionResult]:
+    """The sections recorded in one or more ``arena-adapters bench --json`` files, in order of
+    appearance; a section found in several files (a run split with ``--section``, or measured on
+    several calls) has their rows joined, and is skipped only if it has no rows at all.
+
+    Raises:
+        ConfigError: a file cannot be read, or it is not what ``bench --json`` writes.
+    """
+    rows: dict[str, list[Row]] = {}
+    skipped: dict[str, str | None] = {}
+    wall_s: dict[str, float] = {}
+    for path in paths:
+        try:
+            sections = json.loads(Path(path).read_text())["sections"]
+            for section in sections:
+                name = str(section["name"])
+                rows.setdefault(name, []).extend(_row(row) for row in section["rows"])
+                skipped[name] = skipped.get(name) or section.get("skipped")
+                wall_s[name] = wall_s.get(name, 0.0) + float(section.get("wall_s", 0.0))
+        except OSError as exc:
+            raise ConfigError(f"bench: cannot read {str(path)!r}: {exc.strerror or exc}") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"bench: {str(path)!r} is not what `bench --json` writes "
+                              f"({type(exc).__name__}: {exc})") from None
+    return [SectionResult(name, section_rows, None if section_rows else skipped[name], wall_s[name])
+            for name, section_rows in rows.items()]
+
+
+def _row(data: Mapping[str, Any]) -> Row:
+    return Row(str(data["section"]), str(data["name"]), float(data["ours_s"]), float(data["baseline_s"]),
+               str(data["baseline"]), dict(data.get("extra") or {}))

@@ -1,8 +1,10 @@
-"""``arena-adapters bench``: side-by-side benchmarks, one table, optional JSON.
+"""``arena-adapters bench``: side-by-side benchmarks, one table, optional JSON and Markdown.
 
 Runs the sections of :data:`arena_adapters.bench.SECTIONS` (scheduler, prefetch, codecs, ...) and
 prints every row with ours and the baseline as absolute medians and their ratio, measured in the
-same run. ``--quick`` runs tiny sizes (seconds; a smoke test, not numbers to quote).
+same run. ``--quick`` runs tiny sizes (seconds; a smoke test, not numbers to quote). ``--markdown``
+also writes the tables of ``docs/benchmarks.md``; ``--from-json`` measures nothing and formats
+recorded runs instead (several files are merged: a run split with ``--section``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from arena_adapters.bench import SECTIONS, BenchSettings, run_sections
-from arena_adapters.bench.rows import SectionResult
+from arena_adapters.bench.rows import SectionResult, load_results
+from arena_adapters.bench.tables import format_table, markdown_tables
 from arena_adapters.cli.command import Command
 from arena_adapters.errors import ConfigError
 
@@ -26,11 +29,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--section", action="append", metavar="NAME",
                         help=f"run only this section (repeatable; one of {', '.join(SECTIONS)})")
     parser.add_argument("--device", default="cpu", help="torch device for the sections that use one (default cpu)")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the results as Markdown tables to PATH")
+    parser.add_argument("--from-json", action="append", metavar="PATH",
+                        help="measure nothing: print (and --markdown) the results recorded in PATH "
+                             "by --json (repeatable: the files are merged)")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     if extra:
         raise ConfigError(f"bench: unknown argument(s) {extra}")
+    if args.from_json:
+        if args.quick or args.section or args.json or args.device != "cpu":
+            raise ConfigError("bench: --from-json formats recorded results; it takes only --markdown")
+        results = load_results(args.from_json)
+        print(format_table(results))
+        _write(args.markdown, markdown_tables(results))
+        return 0
     unknown = sorted(set(args.section or ()) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"bench: unknown section(s) {unknown}; sections: {list(SECTIONS)}")
@@ -38,58 +52,17 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"arena-adapters bench{' --quick' if args.quick else ''} on {_machine()['description']}")
     results = run_sections(SECTIONS, settings, args.section)
     print(format_table(results))
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(as_json(results, settings), indent=2) + "\n")
-        print(f"wrote {path}")
+    _write(args.json, json.dumps(as_json(results, settings), indent=2) + "\n")
+    _write(args.markdown, markdown_tables(results))
     return 0
 
 
-def _seconds(value: float) -> str:
-    if value < 1e-3:
-        return f"{value * 1e6:.1f} us"
-    if value < 1.0:
-        return f"{value * 1e3:.2f} ms"
-    return f"{value:.2f} s"
-
-
-RATIO_NOTES = (
-    ("ceiling", "ceiling"),
-    ("bound", "bound"),
-    ("limit_vs_arena", "local adapter"),
-    ("zero_cost_bound", "a client costing nothing"),
-    ("cost_vs_arena", "cost per step beyond the env: Arena-style / ours"),
-)
-"""Ratios a row's ``extra`` may hold, in the order of its notes, with their labels."""
-
-
-def _notes(extra: dict[str, Any]) -> str:
-    notes = [f"floor {_seconds(extra['floor_s'])}"] if "floor_s" in extra else []
-    notes += [f"{label} {extra[key]:.2f}x" for key, label in RATIO_NOTES if key in extra]
-    return ", ".join(notes)
-
-
-def format_table(results: list[SectionResult]) -> str:
-    """One text table of every row (sections skipped are listed with their reason)."""
-    header = ("section", "measurement", "ours", "baseline", "ratio", "baseline is / notes")
-    lines: list[tuple[str, ...]] = [header]
-    for result in results:
-        if result.skipped is not None:
-            lines.append((result.name, "(skipped)", "", "", "", result.skipped))
-        for row in result.rows:
-            notes = _notes(dict(row.extra))
-            lines.append((row.section, row.name, _seconds(row.ours_s), _seconds(row.baseline_s),
-                          f"{row.ratio:.2f}x", row.baseline + (f"; {notes}" if notes else "")))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
-    text = []
-    for line in lines:
-        cells = [
-            cell.rjust(width) if i >= 2 else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(line, widths, strict=False))
-        ]
-        text.append("  ".join(cells) + "  " + line[-1])
-    return "\n".join(text) + "\nratio = baseline / ours (above 1: ours is faster); times are medians"
+def _write(destination: str | None, text: str) -> None:
+    if destination:
+        path = Path(destination)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
 
 
 def _machine() -> dict[str, Any]:
