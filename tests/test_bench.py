@@ -90,6 +90,11 @@ def test_from_json_merges_split_runs_and_names_a_bad_file(tmp_path: Path, capsys
     text = (tmp_path / "m.md").read_text()
     assert "| fast | 1.0 us | 4.0 us | 4.00x | slow way; floor 0.5 us |" in text
     assert "### missing\n\nskipped: not installed" in text
+    odd = tmp_path / "odd.json"  # a known section's name, rows without its structure: the generic table
+    odd.write_text(json.dumps({"sections": [{"name": "end_to_end", "skipped": None, "wall_s": 0.0,
+                                             "rows": [{**row, "section": "end_to_end", "name": "x, 4 envs vs local"}]}]}))
+    assert main(["bench", "--from-json", str(odd), "--markdown", str(tmp_path / "odd.md")]) == 0
+    assert "| x, 4 envs vs local | 1.0 us | 4.0 us | 4.00x |" in (tmp_path / "odd.md").read_text()
 
 
 def _check_end_to_end(rows: list[dict[str, Any]]) -> None:

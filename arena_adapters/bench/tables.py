@@ -146,26 +146,26 @@ def _end_to_end(rows: Sequence[Row]) -> tuple[list[str], list[Row]]:
     used: set[str] = set()
     summary, replicas, parts = [], [], []
     for row in rows:
-        local = _E2E_LOCAL.match(row.name)
-        if local is not None:
-            name = f"{local['adapter']}, {local['envs']} envs"
-            arena, query = by_name.get(f"{name} vs Arena-style"), by_name.get(f"{name}, one query")
-            summary.append(_summary_line(local["adapter"], local["envs"], row, arena))
-            used.update(n for n in (row.name, arena and arena.name) if n)
-            if query is not None:
-                parts.append(_parts_line(name, query))
-                used.add(query.name)
+        local, replicated = _E2E_LOCAL.match(row.name), _E2E_REPLICAS.match(row.name)
+        if not {"env_steps_per_s", "local_env_steps_per_s"} <= row.extra.keys() or not (local or replicated):
             continue
-        replicated = _E2E_REPLICAS.match(row.name)
-        if replicated is not None:
-            arena = by_name.get(row.name.replace(" vs local", " vs Arena-style"))
+        arena = by_name.get(row.name.replace(" vs local", " vs Arena-style"))
+        used.add(row.name)
+        if arena is not None:
+            used.add(arena.name)
+        if local is not None:
+            summary.append(_summary_line(local["adapter"], local["envs"], row, arena))
+            query = by_name.get(f"{local['adapter']}, {local['envs']} envs, one query")
+            if query is not None:
+                parts.append(_parts_line(f"{local['adapter']}, {local['envs']} envs", query))
+                used.add(query.name)
+        elif replicated is not None:
             extra = row.extra
             replicas.append((replicated["adapter"], replicated["envs"], replicated["servers"],
                              f"{extra['env_steps_per_s']:,.0f}", f"{extra['local_env_steps_per_s']:,.0f}",
                              f"{extra['env_steps_per_s'] / extra['local_env_steps_per_s']:.2f}",
                              f"{arena.ratio:.2f}x" if arena else "-",
                              " / ".join(str(n) for n in extra.get("requests_per_replica", ()))))
-            used.update(n for n in (row.name, arena and arena.name) if n)
     tables = []
     if summary:
         tables.append(_table(("adapter", "envs", "ours: env steps/s", "local (limit)", "ours / local", "env alone",
