@@ -25,7 +25,7 @@ def test_bench_quick_prints_one_table_and_writes_json(tmp_path: Path, capsys: py
     for section in ("scheduler", "prefetch", "codecs", "end_to_end"):
         assert f"\n{section} " in out
     data = json.loads(path.read_text())
-    assert data["settings"] == {"quick": True, "device": "cpu"}
+    assert data["settings"] == {"quick": True, "device": "cpu", "adapters": []}
     assert data["machine"]["cpus"] >= 1
     sections = {section["name"]: section for section in data["sections"]}
     assert list(sections) == list(SECTIONS)
@@ -131,6 +131,23 @@ def _check_end_to_end(rows: list[dict[str, Any]]) -> None:
         "gr00t, 16 envs, 2 replicas vs local", "openvla, 16 envs, 2 replicas vs Arena-style",
         "openvla, 16 envs, 2 replicas vs local"]
     assert by_name["memory copy bandwidth (np.copyto, 4 MiB)"]["extra"]["GB_per_s"] > 0
+
+
+def test_end_to_end_of_chosen_adapters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--adapter`` limits the end-to-end section to those adapters (a run split over several calls,
+    merged again by ``--from-json``); an adapter it does not measure is refused up front."""
+    path = tmp_path / "openpi.json"
+    assert main(["bench", "--quick", "--section", "end_to_end", "--adapter", "openpi", "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert data["settings"]["adapters"] == ["openpi"]
+    names = [row["name"] for section in data["sections"] for row in section["rows"]]
+    assert "openpi, 16 envs vs Arena-style" in names
+    assert all(name.startswith(("openpi, ", "memory copy bandwidth")) for name in names), names
+    capsys.readouterr()
+    assert main(["bench", "--quick", "--adapter", "nosuch"]) == 2
+    assert "unknown adapter(s) ['nosuch']" in capsys.readouterr().err
+    assert main(["bench", "--from-json", str(path), "--adapter", "openpi"]) == 2
+    assert "it takes only --markdown" in capsys.readouterr().err
 
 
 def test_one_section_and_unknown_sections(capsys: pytest.CaptureFixture[str]) -> None:

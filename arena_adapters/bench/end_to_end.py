@@ -587,9 +587,11 @@ def _breakdown(adapter: str, record: Any, timers: Timers, queries: int) -> dict[
 
 
 def run(settings: BenchSettings) -> list[Row]:
-    """End-to-end rows: per adapter and size, ours vs the local limit and vs the Arena-style client."""
+    """End-to-end rows: per adapter and size, ours vs the local limit and vs the Arena-style client
+    (every installed adapter of :data:`ADAPTERS`, or those of ``settings.adapters``)."""
+    wanted = settings.adapters or ADAPTERS
     available = []
-    for adapter in ADAPTERS:
+    for adapter in wanted:
         try:
             from arena_adapters.envs.expert_server import served_expert
 
@@ -598,7 +600,7 @@ def run(settings: BenchSettings) -> list[Row]:
         except AdapterError:
             continue
     if not available:
-        raise SectionSkipped(f"none of the adapters {list(ADAPTERS)} is installed with a reference server")
+        raise SectionSkipped(f"none of the adapters {list(wanted)} is installed with a reference server")
     if torch.device(settings.device).type == "cuda" and not torch.cuda.is_available():
         raise SectionSkipped(f"device {settings.device!r}: cuda is not available on this machine")
     threads = torch.get_num_threads()

@@ -20,10 +20,13 @@ class BenchSettings:
     Attributes:
         quick: tiny sizes and few repetitions (a smoke run: seconds, numbers only indicative).
         device: torch device for the sections that use one.
+        adapters: the adapters to measure, in the sections that measure adapters (empty: every
+            one installed).
     """
 
     quick: bool = False
     device: str = "cpu"
+    adapters: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

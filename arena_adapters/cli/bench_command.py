@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from arena_adapters.bench import SECTIONS, BenchSettings, run_sections
+from arena_adapters.bench.end_to_end import ADAPTERS
 from arena_adapters.bench.rows import SectionResult, load_results
 from arena_adapters.bench.tables import format_table, markdown_tables
 from arena_adapters.cli.command import Command
@@ -29,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--section", action="append", metavar="NAME",
                         help=f"run only this section (repeatable; one of {', '.join(SECTIONS)})")
     parser.add_argument("--device", default="cpu", help="torch device for the sections that use one (default cpu)")
+    parser.add_argument("--adapter", action="append", metavar="NAME",
+                        help="only this adapter in the end-to-end section (repeatable; default: every one installed)")
     parser.add_argument("--markdown", metavar="PATH", help="also write the results as Markdown tables to PATH")
     parser.add_argument("--from-json", action="append", metavar="PATH",
                         help="measure nothing: print (and --markdown) the results recorded in PATH "
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if extra:
         raise ConfigError(f"bench: unknown argument(s) {extra}")
     if args.from_json:
-        if args.quick or args.section or args.json or args.device != "cpu":
+        if args.quick or args.section or args.json or args.adapter or args.device != "cpu":
             raise ConfigError("bench: --from-json formats recorded results; it takes only --markdown")
         results = load_results(args.from_json)
         print(format_table(results))
@@ -48,7 +51,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     unknown = sorted(set(args.section or ()) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"bench: unknown section(s) {unknown}; sections: {list(SECTIONS)}")
-    settings = BenchSettings(quick=args.quick, device=args.device)
+    unknown = sorted(set(args.adapter or ()) - set(ADAPTERS))
+    if unknown:
+        raise ConfigError(f"bench: unknown adapter(s) {unknown}; the end-to-end section measures {list(ADAPTERS)}")
+    settings = BenchSettings(quick=args.quick, device=args.device, adapters=tuple(dict.fromkeys(args.adapter or ())))
     print(f"arena-adapters bench{' --quick' if args.quick else ''} on {_machine()['description']}")
     results = run_sections(SECTIONS, settings, args.section)
     print(format_table(results))
@@ -80,7 +86,7 @@ def as_json(results: list[SectionResult], settings: BenchSettings) -> dict[str, 
     """The results as JSON-ready data: machine, settings, and each section's rows."""
     return {
         "machine": _machine(),
-        "settings": {"quick": settings.quick, "device": settings.device},
+        "settings": {"quick": settings.quick, "device": settings.device, "adapters": list(settings.adapters)},
         "sections": [
             {"name": r.name, "skipped": r.skipped, "wall_s": r.wall_s, "rows": [row.as_dict() for row in r.rows]}
             for r in results
