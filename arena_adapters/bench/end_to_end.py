@@ -354,14 +354,13 @@ def _server_parts(adapter: str, record: Any, request: bytes) -> dict[str, float]
     null = resolve_policy("null", **{k: options[k] for k in ("variant", "chunk_size", "action_dim") if k in options})
     route = create_app(null)  # its ``decode`` is what the server runs on a body
 
-    def v_decode() -> Any:  # the OFT form's inner text too, which the handler decodes
-        outer = route.decode(request)
+    def inner(outer: Any) -> Any:  # the OFT form's inner text, which the handler decodes
         return vla_codec.loads(outer["encoded"]) if "encoded" in outer else outer
 
-    payload = v_decode()
     outer = route.decode(request)
+    payload = inner(outer)
     stats = ServerStats()
-    decode_s = median_seconds(v_decode, repeat, 3)
+    decode_s = median_seconds(lambda: inner(route.decode(request)), repeat, 3)
     outer_decode_s = median_seconds(lambda: route.decode(request), repeat, 3)
     policy_s = median_seconds(lambda: null(payload), repeat, 3)
     handler_s = median_seconds(lambda: handle_act(outer, null, stats), repeat, 3)  # inner decode, policy, encode
