@@ -66,7 +66,7 @@ from numpy.typing import NDArray
 import arena_adapters as aa
 from arena_adapters.bench.arena_clients import ARENA_BASELINES, arena_client
 from arena_adapters.bench.rows import BenchSettings, Row, SectionSkipped
-from arena_adapters.bench.timing import median_seconds
+from arena_adapters.bench.timing import median_seconds, seconds
 from arena_adapters.envs.reach import ReachEnv
 from arena_adapters.envs.reach_geometry import TASK_DESCRIPTION
 from arena_adapters.errors import AdapterError
@@ -468,11 +468,11 @@ def _measure_adapter(adapter: str, plan: Plan, bandwidth: float, device: str = "
                                 {**common, "arena_env_steps_per_s": round(arena_run.env_steps_per_s, 1),
                                  "arena_requests_per_step": round(arena_requests / steps, 2),
                                  **against_arena(ours_run, arena_run, local_run, runs["env alone"])}))
-            split = ", ".join(f"{part} {_short(breakdown[part])}" for part in PARTS)
+            split = ", ".join(f"{part} {seconds(breakdown[part])}" for part in PARTS)
             wire = {}
             if echo is not None and timers.requests:
                 wire = {"wire_floor_s": echo.round_trip_s(timers.request_bytes // timers.requests)}
-                split += f"; wire floor (raw ZeroMQ round trip of the request's bytes) {_short(wire['wire_floor_s'])}"
+                split += f"; wire floor (raw ZeroMQ round trip of the request's bytes) {seconds(wire['wire_floor_s'])}"
             rows.append(Row("end_to_end", f"{name}, one query", query_s, bytes_per_query / bandwidth,
                             f"physical floor (bytes / copy bandwidth); per query: {split}",
                             {"unit": "seconds per query (get_action with a query, ours)",
@@ -562,16 +562,12 @@ def _wire_echo(adapter: str) -> Iterator[Any]:
         yield echo
 
 
-def _short(seconds: float) -> str:
-    return f"{seconds * 1e3:.2f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} us"
-
-
 def _breakdown(adapter: str, record: Any, timers: Timers, queries: int) -> dict[str, float]:
     """Seconds per query of each part (see the module docstring)."""
     s = timers.seconds
     per_request = _server_parts(adapter, record, timers.last_request) if timers.last_request is not None else {}
     requests_per_query = timers.requests / queries
-    server = {part: seconds * requests_per_query for part, seconds in per_request.items()}
+    server = {part: spent * requests_per_query for part, spent in per_request.items()}
     exchange = s["exchange"] / queries
     parts = {
         "obs_translation": s["obs_translation"] / queries,

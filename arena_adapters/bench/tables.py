@@ -20,6 +20,7 @@ from typing import Any
 
 from arena_adapters.bench.end_to_end import PARTS
 from arena_adapters.bench.rows import Row, SectionResult
+from arena_adapters.bench.timing import seconds
 
 RATIO_NOTES = (
     ("ceiling", "ceiling"),
@@ -33,15 +34,6 @@ RATIO_NOTES = (
 _SIZED = re.compile(r"^(?P<what>.*), (?P<envs>\d+) envs$")
 _E2E_LOCAL = re.compile(r"^(?P<adapter>[\w.-]+), (?P<envs>\d+) envs vs local$")
 _E2E_REPLICAS = re.compile(r"^(?P<adapter>[\w.-]+), (?P<envs>\d+) envs, (?P<servers>\d+) replicas vs local$")
-
-
-def seconds(value: float) -> str:
-    """``value`` seconds in us, ms or s."""
-    if value < 1e-3:
-        return f"{value * 1e6:.1f} us"
-    if value < 1.0:
-        return f"{value * 1e3:.2f} ms"
-    return f"{value:.2f} s"
 
 
 def row_notes(extra: dict[str, Any]) -> str:
@@ -59,10 +51,7 @@ def format_table(results: Sequence[SectionResult]) -> str:
     for result in results:
         if result.skipped is not None:
             lines.append((result.name, "(skipped)", "", "", "", result.skipped))
-        for row in result.rows:
-            notes = row_notes(dict(row.extra))
-            lines.append((row.section, row.name, seconds(row.ours_s), seconds(row.baseline_s),
-                          f"{row.ratio:.2f}x", row.baseline + (f"; {notes}" if notes else "")))
+        lines += [(row.section, *_cells(row)) for row in result.rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     text = []
     for line in lines:
@@ -98,13 +87,16 @@ def _table(header: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
     return "\n".join(text)
 
 
+def _cells(row: Row) -> tuple[str, ...]:
+    """A row as the text table and the generic Markdown table write it: measurement, ours,
+    baseline, ratio, and what the baseline is with the row's notes."""
+    notes = row_notes(dict(row.extra))
+    return (row.name, seconds(row.ours_s), seconds(row.baseline_s), f"{row.ratio:.2f}x",
+            row.baseline + (f"; {notes}" if notes else ""))
+
+
 def _generic(rows: Sequence[Row]) -> str:
-    lines = []
-    for row in rows:
-        note = row_notes(dict(row.extra))
-        lines.append((row.name, seconds(row.ours_s), seconds(row.baseline_s), f"{row.ratio:.2f}x",
-                      row.baseline + (f"; {note}" if note else "")))
-    return _table(("measurement", "ours", "baseline", "ratio", "baseline is / notes"), lines)
+    return _table(("measurement", "ours", "baseline", "ratio", "baseline is / notes"), [_cells(row) for row in rows])
 
 
 def _scheduler(rows: Sequence[Row]) -> tuple[list[str], list[Row]]:

@@ -1,4 +1,5 @@
-"""Timing helpers for the benchmark sections: medians, which resist a busy machine's outliers."""
+"""Timing helpers for the benchmark sections: medians, which resist a busy machine's outliers, and
+how a time is written in their tables and notes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,15 @@ import statistics
 import time
 from collections.abc import Callable
 from typing import Any
+
+
+def seconds(value: float) -> str:
+    """``value`` seconds in us, ms or s."""
+    if value < 1e-3:
+        return f"{value * 1e6:.1f} us"
+    if value < 1.0:
+        return f"{value * 1e3:.2f} ms"
+    return f"{value:.2f} s"
 
 
 def median_seconds(function: Callable[[], Any], repeat: int, runs: int = 7) -> float:
