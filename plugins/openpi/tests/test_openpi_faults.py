@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from arena_adapters_openpi.builtin_policy import EchoStatePolicy
-from arena_adapters_openpi.codec import encode
+from arena_adapters_openpi.codec import decode, encode
 from arena_adapters_openpi.observations import layout_of, synthetic_request
 from arena_adapters_openpi.plugin import TRANSPORT_OPTIONS
 from arena_adapters_openpi.server import ReferenceServer
@@ -164,8 +164,8 @@ def hostile() -> Iterator[Callable[[Callable[[ServerConnection], None]], str]]:
     """Serve a handler (plain websockets, no code of ours) on a free port; yields its ws:// URL."""
     servers: list[Any] = []
 
-    def start(handler: Callable[[ServerConnection], None]) -> str:
-        server = serve(handler, "127.0.0.1", 0, compression=None, max_size=None)
+    def start(handler: Callable[[ServerConnection], None], **options: Any) -> str:
+        server = serve(handler, "127.0.0.1", 0, compression=None, max_size=None, **options)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return f"ws://127.0.0.1:{server.socket.getsockname()[1]}"
@@ -183,6 +183,48 @@ def _rss_mb() -> float:
 
 def _frame_header(size: int) -> bytes:
     return bytes([0x82, 127]) + size.to_bytes(8, "big")
+
+
+def _echo_joint(connections: list[ServerConnection], strays: int = 0) -> Callable[[ServerConnection], None]:
+    """A handler answering each request with a chunk of its first joint, then ``strays`` more
+    replies nobody asked for; each connection is appended to ``connections``."""
+
+    def handler(websocket: ServerConnection) -> None:
+        connections.append(websocket)
+        websocket.send(encode({}))
+        for message in websocket:
+            joint = float(decode(message)["observation/joint_position"][0])
+            for value in [joint] + [-1.0] * strays:
+                websocket.send(encode({"actions": np.full((10, 8), value)}))
+
+    return handler
+
+
+def test_an_idle_connection_answers_the_servers_pings_when_next_used(hostile: Any, transports: Any) -> None:
+    connections: list[ServerConnection] = []
+    transport = transports(hostile(_echo_joint(connections), ping_interval=0.2, ping_timeout=1.0))
+    for joint in range(4):
+        assert transport.infer(request(float(joint)))["actions"][0, 0] == joint
+        time.sleep(0.5)  # the server pings the idle connection; the pong goes out at its next use
+    assert len(connections) == 1, "the server's keepalive dropped a connection in use every 0.5 s"
+
+
+def test_a_connection_the_servers_keepalive_closed_while_idle_is_replaced(hostile: Any, transports: Any) -> None:
+    connections: list[ServerConnection] = []
+    transport = transports(hostile(_echo_joint(connections), ping_interval=0.1, ping_timeout=0.1))
+    assert transport.infer(request(1.0))["actions"][0, 0] == 1.0
+    time.sleep(0.6)  # no pong while idle: the server closes the connection
+    assert transport.infer(request(2.0))["actions"][0, 0] == 2.0
+    assert len(connections) == 2
+
+
+def test_a_message_nobody_asked_for_is_never_taken_for_the_next_reply(hostile: Any, transports: Any) -> None:
+    connections: list[ServerConnection] = []
+    transport = transports(hostile(_echo_joint(connections, strays=1)))
+    assert transport.infer(request(1.0))["actions"][0, 0] == 1.0
+    time.sleep(0.1)
+    assert transport.infer(request(2.0))["actions"][0, 0] == 2.0
+    assert len(connections) == 2, "the connection that carried a stray reply was reused"
 
 
 def test_a_200_mb_reply_is_refused_from_its_header_with_bounded_memory(hostile: Any, transports: Any) -> None:

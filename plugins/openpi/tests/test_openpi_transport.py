@@ -70,6 +70,23 @@ def test_sixteen_envs_are_sent_concurrently_and_returned_in_env_order(
     assert server.max_in_flight >= 8, f"only {server.max_in_flight} requests overlapped"
 
 
+def test_connections_have_no_threads_of_their_own(server_factory: ServerFactory, transports: Any) -> None:
+    server = server_factory(infer_in_thread=True, workers=8, delay=0.05)
+    transport = transports(server.endpoint, max_concurrency=8)
+    transport.connect()
+    threads_before = client_threads()
+    replies = transport.infer([droid_request(float(env)) for env in range(8)])
+    assert [float(r["actions"][0, 0]) for r in replies] == [float(env) for env in range(8)]
+    assert server.max_in_flight >= 4, f"only {server.max_in_flight} requests overlapped"
+    assert transport.open_connections == 8
+    assert client_threads() == threads_before
+
+
+def client_threads() -> set[threading.Thread]:
+    """This process's threads, less the in-process reference server's."""
+    return {thread for thread in threading.enumerate() if not thread.name.startswith(("openpi-infer", "openpi-server"))}
+
+
 def test_max_concurrency_one_sends_one_after_another(server_factory: ServerFactory, transports: Any) -> None:
     server = server_factory(infer_in_thread=True, workers=16, delay=0.05)
     replies = transports(server.endpoint, max_concurrency=1).infer([droid_request(float(e)) for e in range(4)])

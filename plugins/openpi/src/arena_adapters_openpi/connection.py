@@ -1,5 +1,10 @@
 """One WebSocket connection to an openpi server, used in lockstep: send one observation, receive
-one reply. It is the transport kit's :class:`~arena_adapters.transport.Connection` for openpi.
+one reply. It is the transport kit's :class:`~arena_adapters.transport.SplitConnection` for openpi.
+
+The connection has no thread of its own. The calling thread writes each frame and reads the reply;
+websockets' sans-I/O :class:`~websockets.client.ClientProtocol` does the handshake, the framing and
+the parsing, and answers the server's pings and close. So a reply costs no hand-off from a reader
+thread, which for one process sending many envs' requests is most of a request's client time.
 
 The server speaks first: right after the handshake it sends one binary frame, its packed metadata
 map. An error in the server's ``infer`` arrives as a TEXT frame (the traceback) followed by close
@@ -8,30 +13,47 @@ code 1011; the connection is then finished and a new one must be opened.
 Every wait is bounded by the call's :class:`~arena_adapters.transport.Deadline` as a total: the TCP
 connect, the TLS and WebSocket handshakes, the metadata frame, the send and the reply. ``abort()``
 from any thread shuts the socket down, which ends a blocked open or exchange at once.
+
+Keepalive: while a reply is awaited, a ping goes out after ``keepalive_interval`` seconds without
+data from the server, and no pong within ``keepalive_timeout`` drops the connection. A connection
+idle in the pool reads what arrived meanwhile when it is next used: it answers the server's pings,
+and if the server closed it (its own keepalive gave up, or it restarted), the request is found
+unsent, so the kit resends it on a new connection.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
+import os
 import socket
 import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, WebSocketException
-from websockets.sync.client import ClientConnection, connect
+from websockets.client import ClientProtocol
+from websockets.exceptions import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    InvalidHandshake,
+    InvalidStatus,
+    WebSocketException,
+)
+from websockets.frames import Frame, Opcode
+from websockets.http11 import USER_AGENT
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from arena_adapters.errors import AdapterError, ProtocolError, ServerError, TransportError, TransportTimeout
 from arena_adapters.transport import Deadline, Endpoint
 
-# websockets >= 17 warns unless a directly used connection is asked for explicitly.
-_DIRECT: dict[str, Any] = {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
-
 INTERNAL_ERROR = 1011
 MESSAGE_TOO_BIG = 1009
+RECEIVE_BYTES = 1 << 18
+DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 
 
 @dataclass(frozen=True)
@@ -41,7 +63,8 @@ class ConnectionSettings:
     Attributes:
         api_key: sent as ``Authorization: Api-Key <key>`` when set.
         connect_timeout: the longest TCP connect + handshakes + metadata frame, within a call's deadline.
-        keepalive_interval: seconds between keepalive pings (``None``: no pings).
+        keepalive_interval: seconds without data from the server, while a reply is awaited, before
+            a keepalive ping (``None``: no pings).
         keepalive_timeout: seconds to wait for a pong before dropping the connection (``None``: forever).
         close_timeout: seconds to wait for the server's side of a closing handshake.
         max_message_bytes: the largest frame accepted (the socket refuses larger ones from their header).
@@ -84,12 +107,15 @@ class WebsocketConnection:
         metadata: the server's metadata frame, decoded.
     """
 
-    def __init__(self, websocket: ClientConnection, endpoint: Endpoint, metadata: Mapping[str, Any],
+    def __init__(self, sock: socket.socket, protocol: ClientProtocol, endpoint: Endpoint,
                  settings: ConnectionSettings) -> None:
-        self.websocket = websocket
+        self.socket = sock
+        self.protocol = protocol
         self.endpoint = endpoint
-        self.metadata = metadata
         self.settings = settings
+        self.metadata: Mapping[str, Any] = {}
+        self._events: deque[Frame] = deque(event for event in protocol.events_received() if isinstance(event, Frame))
+        self._cause: BaseException | None = None  # what ended the stream, when not a close frame
         self._aborted = False
 
     @classmethod
@@ -122,16 +148,20 @@ class WebsocketConnection:
             raise TransportError(
                 f"cannot connect to openpi server {endpoint}: {_describe_os_error(exc)}", retryable=True
             ) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if settings.tls is not None:  # the TLS handshake runs below, with the socket registered
+            sock = settings.tls.wrap_socket(sock, server_hostname=endpoint.host, do_handshake_on_connect=False)
         with opening.holding(sock):
-            websocket = _handshake(endpoint, settings, budget, sock)
+            connection = cls(sock, _handshake(endpoint, settings, budget, sock), endpoint, settings)
             try:
-                frame = websocket.recv(timeout=budget.remaining())
+                frame = connection._read_message(budget)
             except TimeoutError:
-                _abort(websocket)
+                connection.abort()
                 raise TransportTimeout(
                     f"openpi server {endpoint}: no metadata frame within {budget.budget:g} s"
                 ) from None
             except ConnectionClosed as exc:
+                connection.abort()
                 raise TransportError(
                     f"openpi server {endpoint} closed the connection before sending its metadata: "
                     f"{_describe_close(exc)}",
@@ -148,9 +178,10 @@ class WebsocketConnection:
                     f"openpi server {endpoint}: metadata frame is a {type(metadata).__name__}, not a map"
                 )
         except BaseException:
-            _abort(websocket)
+            connection.abort()
             raise
-        return cls(websocket, endpoint, metadata, settings)
+        connection.metadata = metadata
+        return connection
 
     def exchange(self, payload: bytes, deadline: Deadline) -> bytes:
         """Send one packed observation and return the packed reply, by ``deadline`` in total.
@@ -174,15 +205,14 @@ class WebsocketConnection:
             TransportError: the connection broke; ``retryable`` when it was found closed before
                 the observation went out.
         """
-        websocket = self.websocket
         with self._failures("send", deadline, sent=False):
             if deadline.expired:
                 raise TimeoutError
-            with contextlib.suppress(OSError):
-                websocket.socket.settimeout(max(deadline.remaining(), 1e-3))  # sendall: a total bound
-            websocket.send(payload)
-            with contextlib.suppress(OSError):
-                websocket.socket.settimeout(None)
+            self._take_idle_input()
+            if self.protocol.state is not State.OPEN:
+                raise self._closed()
+            self.protocol.send_binary(payload)
+            self._flush(deadline)
 
     def receive(self, deadline: Deadline) -> bytes:
         """The packed reply to the observation :meth:`send` sent, by ``deadline``.
@@ -191,10 +221,127 @@ class WebsocketConnection:
             as :meth:`exchange`.
         """
         with self._failures("reply", deadline, sent=True):
-            reply = self.websocket.recv(timeout=deadline.remaining())
+            reply = self._read_message(deadline)
         if isinstance(reply, str):
             raise self._server_error(reply, deadline)
         return reply
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without a closing handshake; from any thread. Idempotent."""
+        self._aborted = True
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self.socket.close()
+
+    # ------------------------------------------------------------------ reading and writing
+
+    def _read_message(self, deadline: Deadline) -> bytes | str:
+        """The next data message (a text one decoded), reassembled from its frames; control
+        frames are answered on the way, and a ping goes out while the server stays silent.
+
+        Raises:
+            TimeoutError: no whole message by ``deadline``.
+            ConnectionClosed: the connection closed (or the reply was too large: ours, 1009).
+            TransportError: no pong within ``keepalive_timeout`` (the connection is aborted).
+        """
+        fragments: list[bytes] = []
+        text = False
+        heard_at = time.monotonic()
+        ping: tuple[bytes, float] | None = None
+        while True:
+            while self._events:
+                frame = self._events.popleft()
+                if frame.opcode in DATA_OPCODES:
+                    if frame.opcode is not Opcode.CONT:
+                        fragments, text = [], frame.opcode is Opcode.TEXT
+                    fragments.append(bytes(frame.data))
+                    if frame.fin:
+                        data = fragments[0] if len(fragments) == 1 else b"".join(fragments)
+                        return data.decode("utf-8", "replace") if text else data
+                elif frame.opcode is Opcode.PONG and ping is not None and frame.data == ping[0]:
+                    ping = None
+            self._flush(deadline)
+            if self.protocol.state is not State.OPEN:
+                raise self._closed()
+            wait = deadline.remaining()
+            if wait <= 0:
+                raise TimeoutError
+            interval, patience = self.settings.keepalive_interval, self.settings.keepalive_timeout
+            now = time.monotonic()
+            if ping is not None and patience is not None:
+                if now - ping[1] >= patience:
+                    self.abort()
+                    raise self._keepalive_error()
+                wait = min(wait, ping[1] + patience - now)
+            elif ping is None and interval is not None:
+                if now - heard_at >= interval:
+                    ping = (os.urandom(4), now)
+                    self.protocol.send_ping(ping[0])
+                    continue
+                wait = min(wait, heard_at + interval - now)
+            if self._receive_into_protocol(max(wait, 1e-4)):
+                heard_at = time.monotonic()
+
+    def _receive_into_protocol(self, timeout: float | None) -> bool:
+        """Feed what the socket has (waiting up to ``timeout``; ``None``: not at all) to the
+        protocol; True when data arrived. The end of the stream or a reset closes the protocol."""
+        self.socket.settimeout(timeout if timeout is not None else 0.0)
+        try:
+            data = self.socket.recv(RECEIVE_BYTES)
+        except (BlockingIOError, ssl.SSLWantReadError, TimeoutError):
+            return False
+        except OSError as exc:
+            self._end_of_stream(exc)
+            return False
+        if not data:
+            self._end_of_stream(None)
+            return False
+        self.protocol.receive_data(data)
+        self._events.extend(event for event in self.protocol.events_received() if isinstance(event, Frame))
+        return True
+
+    def _take_idle_input(self) -> None:
+        """Read what arrived while the connection sat idle, without waiting: the server's pings
+        (answered by the next flush), or its close. A data message here is not a reply to
+        anything: the connection is dropped (the request has not gone out)."""
+        while self.protocol.state is State.OPEN and self._receive_into_protocol(None):
+            pass
+        if any(frame.opcode in DATA_OPCODES for frame in self._events):
+            self.abort()
+            raise TransportError(
+                f"openpi server {self.endpoint} sent a message nobody asked for; reconnecting", retryable=True
+            )
+        self._events.clear()
+
+    def _flush(self, deadline: Deadline) -> None:
+        """Write what the protocol has to send (frames, or the end of our stream), by ``deadline``."""
+        for data in self.protocol.data_to_send():
+            if data:
+                self.socket.settimeout(max(deadline.remaining(), 1e-3))
+                try:
+                    self.socket.sendall(data)
+                except TimeoutError:
+                    raise
+                except OSError as exc:
+                    self._end_of_stream(exc)
+                    raise self._closed() from None
+            else:
+                with contextlib.suppress(OSError):
+                    self.socket.shutdown(socket.SHUT_WR)
+
+    def _end_of_stream(self, cause: BaseException | None) -> None:
+        self._cause = cause
+        self.protocol.receive_eof()
+
+    def _closed(self) -> ConnectionClosed:
+        """The connection's end as websockets would raise it: the close frames each side sent."""
+        protocol = self.protocol
+        exc = ConnectionClosedError(protocol.close_rcvd, protocol.close_sent, protocol.close_rcvd_then_sent)
+        exc.__cause__ = self.protocol.parser_exc or self._cause
+        return exc
+
+    # ------------------------------------------------------------------ errors
 
     @contextlib.contextmanager
     def _failures(self, stage: str, deadline: Deadline, *, sent: bool) -> Iterator[None]:
@@ -221,35 +368,29 @@ class WebsocketConnection:
                 f"openpi server {self.endpoint}: reply larger than max_message_bytes="
                 f"{self.settings.max_message_bytes:,}"
             )
-        if ours is not None and ours.code == INTERNAL_ERROR and "keepalive" in ours.reason:
-            return TransportError(
-                f"openpi server {self.endpoint}: connection dropped: keepalive ping timeout (no pong within "
-                f"{self.settings.keepalive_timeout} s; the server may be busy in a long inference: raise "
-                "keepalive_timeout or timeout)",
-            )
-        if not sent and isinstance(exc.__cause__, TimeoutError):
-            return TransportTimeout(f"openpi server {self.endpoint}: sending the observation timed out")
         return TransportError(
             f"openpi server {self.endpoint}: connection lost: {_describe_close(exc)}",
             retryable=not sent,
         )
 
+    def _keepalive_error(self) -> TransportError:
+        return TransportError(
+            f"openpi server {self.endpoint}: connection dropped: keepalive ping timeout (no pong within "
+            f"{self.settings.keepalive_timeout} s; the server may be busy in a long inference: raise "
+            "keepalive_timeout or timeout)",
+        )
+
     def _server_error(self, text: str, deadline: Deadline) -> ServerError:
         close = ""
         try:
-            self.websocket.recv(timeout=min(self.settings.close_timeout, deadline.remaining()))
+            self._read_message(deadline.within(self.settings.close_timeout))
         except ConnectionClosed as exc:
             close = f" (close {_describe_close(exc)})"
-        except TimeoutError:
+        except (TimeoutError, TransportError):
             pass
         self.abort()
         last_line = next((line for line in reversed(text.strip().splitlines()) if line.strip()), "")
         return ServerError(f"openpi server {self.endpoint} failed: {last_line}{close}", server_message=text)
-
-    def abort(self) -> None:
-        """Drop the TCP connection at once, without a closing handshake; from any thread. Idempotent."""
-        self._aborted = True
-        _abort(self.websocket)
 
 
 class OpeningSockets:
@@ -291,23 +432,33 @@ class OpeningSockets:
 
 
 def _handshake(endpoint: Endpoint, settings: ConnectionSettings, budget: Deadline,
-               sock: socket.socket) -> ClientConnection:
+               sock: socket.socket) -> ClientProtocol:
+    """The TLS handshake (``wss://``) and the WebSocket one on ``sock``, by ``budget``; the
+    protocol is OPEN after it (the frames that came with the response are still in it)."""
+    protocol = ClientProtocol(parse_uri(endpoint.url), max_size=settings.max_message_bytes)
+    request = protocol.connect()
+    request.headers["User-Agent"] = USER_AGENT
+    for name, value in (settings.headers() or {}).items():
+        request.headers[name] = value
+    protocol.send_request(request)
     try:
-        websocket: ClientConnection = connect(
-            endpoint.url,
-            sock=sock,
-            ssl=settings.tls,
-            server_hostname=endpoint.host if settings.tls is not None else None,
-            compression=None,
-            max_size=settings.max_message_bytes,
-            additional_headers=settings.headers(),
-            open_timeout=max(budget.remaining(), 1e-3),
-            ping_interval=settings.keepalive_interval,
-            ping_timeout=settings.keepalive_timeout,
-            close_timeout=settings.close_timeout,
-            **_DIRECT,
-        )
-        return websocket
+        sock.settimeout(max(budget.remaining(), 1e-3))
+        if isinstance(sock, ssl.SSLSocket):
+            sock.do_handshake()
+        sock.sendall(b"".join(protocol.data_to_send()))
+        while protocol.state is State.CONNECTING and protocol.handshake_exc is None:
+            if budget.expired:
+                raise TimeoutError
+            sock.settimeout(max(budget.remaining(), 1e-3))
+            data = sock.recv(RECEIVE_BYTES)
+            if data:
+                protocol.receive_data(data)
+            else:
+                protocol.receive_eof()
+                if protocol.handshake_exc is None:
+                    raise ConnectionResetError("closed during the handshake")
+        if protocol.handshake_exc is not None:
+            raise protocol.handshake_exc
     except TimeoutError:
         sock.close()
         raise TransportTimeout(
@@ -329,13 +480,7 @@ def _handshake(endpoint: Endpoint, settings: ConnectionSettings, budget: Deadlin
         raise TransportError(
             f"cannot connect to openpi server {endpoint}: {_describe_os_error(exc)}", retryable=True
         ) from None
-
-
-def _abort(websocket: ClientConnection) -> None:
-    with contextlib.suppress(OSError):
-        websocket.socket.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(Exception):
-        websocket.close()
+    return protocol
 
 
 def _describe_close(exc: ConnectionClosed) -> str:
