@@ -27,6 +27,7 @@ import contextlib
 import os
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections import deque
@@ -46,6 +47,11 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import USER_AGENT
 from websockets.protocol import State
 from websockets.uri import parse_uri
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets built without its C extension
+    from websockets.utils import apply_mask
 
 from arena_adapters.errors import AdapterError, ProtocolError, ServerError, TransportError, TransportTimeout
 from arena_adapters.transport import Deadline, Endpoint
@@ -208,11 +214,11 @@ class WebsocketConnection:
         with self._failures("send", deadline, sent=False):
             if deadline.expired:
                 raise TimeoutError
-            self._take_idle_input()
+            self._take_idle_input(deadline)
+            self._flush(deadline)
             if self.protocol.state is not State.OPEN:
                 raise self._closed()
-            self.protocol.send_binary(payload)
-            self._flush(deadline)
+            self._write(_binary_frame(payload), deadline)
 
     def receive(self, deadline: Deadline) -> bytes:
         """The packed reply to the observation :meth:`send` sent, by ``deadline``.
@@ -286,12 +292,12 @@ class WebsocketConnection:
     def _receive_into_protocol(self, timeout: float | None) -> bool:
         """Feed what the socket has (waiting up to ``timeout``; ``None``: not at all) to the
         protocol; True when data arrived. The end of the stream or a reset closes the protocol."""
-        self.socket.settimeout(timeout if timeout is not None else 0.0)
         try:
+            self.socket.settimeout(timeout if timeout is not None else 0.0)
             data = self.socket.recv(RECEIVE_BYTES)
         except (BlockingIOError, ssl.SSLWantReadError, TimeoutError):
             return False
-        except OSError as exc:
+        except OSError as exc:  # reset, or shut down by abort()
             self._end_of_stream(exc)
             return False
         if not data:
@@ -301,12 +307,13 @@ class WebsocketConnection:
         self._events.extend(event for event in self.protocol.events_received() if isinstance(event, Frame))
         return True
 
-    def _take_idle_input(self) -> None:
+    def _take_idle_input(self, deadline: Deadline) -> None:
         """Read what arrived while the connection sat idle, without waiting: the server's pings
         (answered by the next flush), or its close. A data message here is not a reply to
         anything: the connection is dropped (the request has not gone out)."""
-        while self.protocol.state is State.OPEN and self._receive_into_protocol(None):
-            pass
+        while self.protocol.state is State.OPEN and not deadline.expired and self._receive_into_protocol(None):
+            if any(frame.opcode in DATA_OPCODES for frame in self._events):
+                break
         if any(frame.opcode in DATA_OPCODES for frame in self._events):
             self.abort()
             raise TransportError(
@@ -318,17 +325,31 @@ class WebsocketConnection:
         """Write what the protocol has to send (frames, or the end of our stream), by ``deadline``."""
         for data in self.protocol.data_to_send():
             if data:
-                self.socket.settimeout(max(deadline.remaining(), 1e-3))
-                try:
-                    self.socket.sendall(data)
-                except TimeoutError:
-                    raise
-                except OSError as exc:
-                    self._end_of_stream(exc)
-                    raise self._closed() from None
+                self._write([data], deadline)
             else:
                 with contextlib.suppress(OSError):
                     self.socket.shutdown(socket.SHUT_WR)
+
+    def _write(self, parts: list[bytes], deadline: Deadline) -> None:
+        """Write ``parts`` in one go (one ``sendmsg`` where it can), by ``deadline``."""
+        try:
+            self.socket.settimeout(max(deadline.remaining(), 1e-3))
+            if isinstance(self.socket, ssl.SSLSocket):  # no sendmsg
+                for part in parts:
+                    self.socket.sendall(part)
+                return
+            views = [memoryview(part) for part in parts]
+            while views:
+                sent = self.socket.sendmsg(views)
+                while views and sent >= len(views[0]):
+                    sent -= len(views.pop(0))
+                if sent:
+                    views[0] = views[0][sent:]
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            self._end_of_stream(exc)
+            raise self._closed() from None
 
     def _end_of_stream(self, cause: BaseException | None) -> None:
         self._cause = cause
@@ -429,6 +450,20 @@ class OpeningSockets:
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+def _binary_frame(payload: bytes) -> list[bytes]:
+    """A final binary frame of ``payload`` as a client sends it (RFC 6455, 5.2): its header with
+    a fresh masking key, and the masked payload; the payload is not copied again to join them."""
+    mask = os.urandom(4)
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x82, 0x80 | size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x82, 0x80 | 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x82, 0x80 | 127, size)
+    return [header + mask, apply_mask(payload, mask)]
 
 
 def _handshake(endpoint: Endpoint, settings: ConnectionSettings, budget: Deadline,

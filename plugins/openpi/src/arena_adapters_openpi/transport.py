@@ -6,8 +6,9 @@ is fanned out by the kit over up to ``max_concurrency`` pooled connections, and 
 back in env order. Replicas of a server are the core's job (one transport per endpoint).
 
 What is openpi's own here: the WebSocket :class:`~arena_adapters_openpi.connection.WebsocketConnection`
-(metadata frame on connect, traceback text frame + close 1011 as
-:class:`~arena_adapters.errors.ServerError`), the msgpack-numpy codec within the
+(no thread of its own: the calling thread writes and reads every frame; metadata frame on
+connect, traceback text frame + close 1011 as :class:`~arena_adapters.errors.ServerError`), the
+msgpack-numpy codec within the
 :class:`~arena_adapters.transport.DecodeLimits`, ``GET /healthz`` and the ``Api-Key`` header.
 
 The kit keeps the promises: one deadline per call bounds every wait; only what cannot have reached
@@ -47,7 +48,9 @@ class WebsocketTransport(ClientTransport):
         max_concurrency: per-env requests in flight at once (the connection pool size).
         retry_attempts: resends of a request that cannot have reached the server.
         retry_backoff: seconds before the first resend, doubled each time (with jitter).
-        keepalive_interval: seconds between keepalive pings; 0 disables pings.
+        keepalive_interval: seconds of silence from the server, while a reply is awaited, before a
+            keepalive ping; 0 disables pings. Connections have no thread: an idle one answers the
+            server's pings when next used, and one the server closed meanwhile is replaced.
         keepalive_timeout: seconds to wait for a pong; default ``max(20, timeout)``.
         max_message_bytes: the largest reply or metadata frame accepted (refused from its header).
         max_array_bytes: the largest array in a reply accepted.
