@@ -56,7 +56,6 @@ except ImportError:  # websockets built without its C extension
 from arena_adapters.errors import AdapterError, ProtocolError, ServerError, TransportError, TransportTimeout
 from arena_adapters.transport import Deadline, Endpoint
 
-INTERNAL_ERROR = 1011
 MESSAGE_TOO_BIG = 1009
 RECEIVE_BYTES = 1 << 18
 DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
@@ -311,10 +310,13 @@ class WebsocketConnection:
         """Read what arrived while the connection sat idle, without waiting: the server's pings
         (answered by the next flush), or its close. A data message here is not a reply to
         anything: the connection is dropped (the request has not gone out)."""
-        while self.protocol.state is State.OPEN and not deadline.expired and self._receive_into_protocol(None):
-            if any(frame.opcode in DATA_OPCODES for frame in self._events):
+        def stray() -> bool:
+            return any(frame.opcode in DATA_OPCODES for frame in self._events)
+
+        while not stray() and self.protocol.state is State.OPEN and not deadline.expired:
+            if not self._receive_into_protocol(None):
                 break
-        if any(frame.opcode in DATA_OPCODES for frame in self._events):
+        if stray():
             self.abort()
             raise TransportError(
                 f"openpi server {self.endpoint} sent a message nobody asked for; reconnecting", retryable=True
@@ -345,7 +347,7 @@ class WebsocketConnection:
                     sent -= len(views.pop(0))
                 if sent:
                     views[0] = views[0][sent:]
-        except TimeoutError:
+        except TimeoutError:  # an OSError too, but the deadline's
             raise
         except OSError as exc:
             self._end_of_stream(exc)
@@ -359,7 +361,7 @@ class WebsocketConnection:
         """The connection's end as websockets would raise it: the close frames each side sent."""
         protocol = self.protocol
         exc = ConnectionClosedError(protocol.close_rcvd, protocol.close_sent, protocol.close_rcvd_then_sent)
-        exc.__cause__ = self.protocol.parser_exc or self._cause
+        exc.__cause__ = protocol.parser_exc or self._cause
         return exc
 
     # ------------------------------------------------------------------ errors
