@@ -16,9 +16,9 @@ from any thread shuts the socket down, which ends a blocked open or exchange at 
 
 Keepalive: while a reply is awaited, a ping goes out after ``keepalive_interval`` seconds without
 data from the server, and no pong within ``keepalive_timeout`` drops the connection. A connection
-idle in the pool reads what arrived meanwhile when it is next used: it answers the server's pings,
-and if the server closed it (its own keepalive gave up, or it restarted), the request is found
-unsent, so the kit resends it on a new connection.
+idle in the pool reads what arrived meanwhile when it is next handed out (:attr:`~WebsocketConnection.closed`):
+it answers the server's pings, and if the server closed it (its own keepalive gave up, or it
+restarted), the pool opens a new one in its place, with no resend and no backoff.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ from arena_adapters.transport import Deadline, Endpoint
 
 MESSAGE_TOO_BIG = 1009
 RECEIVE_BYTES = 1 << 18
+IDLE_CHECK_S = 0.01
+"""An idle check this recent (the pool's, as it hands the connection out) serves the send too."""
 DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 
 
@@ -121,6 +123,7 @@ class WebsocketConnection:
         self.metadata: Mapping[str, Any] = {}
         self._events: deque[Frame] = deque(event for event in protocol.events_received() if isinstance(event, Frame))
         self._cause: BaseException | None = None  # what ended the stream, when not a close frame
+        self._checked_at = 0.0  # when `closed` last found the connection usable
         self._aborted = False
 
     @classmethod
@@ -213,7 +216,8 @@ class WebsocketConnection:
         with self._failures("send", deadline, sent=False):
             if deadline.expired:
                 raise TimeoutError
-            self._take_idle_input(deadline)
+            if time.monotonic() - self._checked_at > IDLE_CHECK_S:
+                self._take_idle_input(deadline)
             self._flush(deadline)
             if self.protocol.state is not State.OPEN:
                 raise self._closed()
@@ -230,6 +234,23 @@ class WebsocketConnection:
         if isinstance(reply, str):
             raise self._server_error(reply, deadline)
         return reply
+
+    @property
+    def closed(self) -> bool:
+        """True when this connection cannot carry another request: aborted, closed by the server
+        while it sat idle (its keepalive gave up, or it restarted), or sent a message nobody asked
+        for. The kit's pool asks as it hands the connection out, and then opens a new one instead of
+        spending a resend on it. Asking answers the pings that arrived meanwhile."""
+        if self._aborted:
+            return True
+        try:
+            deadline = Deadline.after(self.settings.close_timeout)
+            self._take_idle_input(deadline)
+            self._flush(deadline)
+        except (AdapterError, ConnectionClosed, OSError):
+            return True
+        self._checked_at = time.monotonic()
+        return self.protocol.state is not State.OPEN
 
     def abort(self) -> None:
         """Drop the TCP connection at once, without a closing handshake; from any thread. Idempotent."""

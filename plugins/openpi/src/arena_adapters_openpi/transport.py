@@ -50,7 +50,7 @@ class WebsocketTransport(ClientTransport):
         retry_backoff: seconds before the first resend, doubled each time (with jitter).
         keepalive_interval: seconds of silence from the server, while a reply is awaited, before a
             keepalive ping; 0 disables pings. Connections have no thread: an idle one answers the
-            server's pings when next used, and one the server closed meanwhile is replaced.
+            server's pings when next handed out, and one the server closed meanwhile is replaced.
         keepalive_timeout: seconds to wait for a pong; default ``max(20, timeout)``.
         max_message_bytes: the largest reply or metadata frame accepted (refused from its header).
         max_array_bytes: the largest array in a reply accepted.
