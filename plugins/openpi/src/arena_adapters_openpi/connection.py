@@ -1,10 +1,12 @@
 """One WebSocket connection to an openpi server, used in lockstep: send one observation, receive
 one reply. It is the transport kit's :class:`~arena_adapters.transport.SplitConnection` for openpi.
 
-The connection has no thread of its own. The calling thread writes each frame and reads the reply;
-websockets' sans-I/O :class:`~websockets.client.ClientProtocol` does the handshake, the framing and
-the parsing, and answers the server's pings and close. So a reply costs no hand-off from a reader
-thread, which for one process sending many envs' requests is most of a request's client time.
+The connection has no thread of its own. The calling thread writes each frame and reads the reply,
+so a reply costs no hand-off from a reader thread, which for one process sending many envs'
+requests is most of a request's client time. websockets' sans-I/O
+:class:`~websockets.client.ClientProtocol` does the handshake and the parsing, and answers the
+server's pings and close; the request's binary frame is written here (its header and the masked
+payload in one ``sendmsg``).
 
 The server speaks first: right after the handshake it sends one binary frame, its packed metadata
 map. An error in the server's ``infer`` arrives as a TEXT frame (the traceback) followed by close
@@ -218,7 +220,6 @@ class WebsocketConnection:
                 raise TimeoutError
             if time.monotonic() - self._checked_at > IDLE_CHECK_S:
                 self._take_idle_input(deadline)
-            self._flush(deadline)
             if self.protocol.state is not State.OPEN:
                 raise self._closed()
             self._write(_binary_frame(payload), deadline)
@@ -246,7 +247,6 @@ class WebsocketConnection:
         try:
             deadline = Deadline.after(self.settings.close_timeout)
             self._take_idle_input(deadline)
-            self._flush(deadline)
         except (AdapterError, ConnectionClosed, OSError):
             return True
         self._checked_at = time.monotonic()
@@ -328,9 +328,9 @@ class WebsocketConnection:
         return True
 
     def _take_idle_input(self, deadline: Deadline) -> None:
-        """Read what arrived while the connection sat idle, without waiting: the server's pings
-        (answered by the next flush), or its close. A data message here is not a reply to
-        anything: the connection is dropped (the request has not gone out)."""
+        """Read what arrived while the connection sat idle, without waiting, and write what that
+        calls for: pongs to the server's pings, or our side of its close. A data message here is
+        not a reply to anything: the connection is dropped (the request has not gone out)."""
         def stray() -> bool:
             return any(frame.opcode in DATA_OPCODES for frame in self._events)
 
@@ -343,6 +343,7 @@ class WebsocketConnection:
                 f"openpi server {self.endpoint} sent a message nobody asked for; reconnecting", retryable=True
             )
         self._events.clear()
+        self._flush(deadline)
 
     def _flush(self, deadline: Deadline) -> None:
         """Write what the protocol has to send (frames, or the end of our stream), by ``deadline``."""
