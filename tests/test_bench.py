@@ -61,7 +61,7 @@ def _check_markdown(text: str) -> None:
             assert f"\n| {adapter}, {num_envs} envs | " in end_to_end
     assert "\n| openvla | 16 | 2 | " in end_to_end and "| requests per server |" in end_to_end
     assert "GB/s" in end_to_end  # the copy bandwidth row, in the table of rows no other table holds
-    tables = [table for table in end_to_end.split("\n\n")[1:]]
+    tables = end_to_end.split("\n\n")[1:]
     assert all(len({line.count("|") for line in table.splitlines()}) == 1 for table in tables), "ragged table"
 
 
@@ -229,6 +229,7 @@ def test_openvla_server_parts_time_the_servers_own_decode(monkeypatch: pytest.Mo
     monkeypatch.setattr(server, "create_app", counting_app)
     parts = end_to_end._server_parts("openvla", served_expert("openvla"), request)
     assert decoded and set(decoded) == {len(request)}
+    assert set(parts) == {"server_decode", "server_policy", "server_encode"}
     assert parts["server_decode"] > 0 and parts["server_policy"] >= 0
     assert parts["server_encode"] >= 0  # a difference of medians: the OFT form's is within their noise
 
