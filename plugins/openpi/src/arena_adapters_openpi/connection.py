@@ -123,7 +123,7 @@ class WebsocketConnection:
         self.endpoint = endpoint
         self.settings = settings
         self.metadata: Mapping[str, Any] = {}
-        self._events: deque[Frame] = deque(event for event in protocol.events_received() if isinstance(event, Frame))
+        self._events: deque[Frame] = deque(_frames_received(protocol))
         self._cause: BaseException | None = None  # what ended the stream, when not a close frame
         self._checked_at = 0.0  # when `closed` last found the connection usable
         self._aborted = False
@@ -324,7 +324,7 @@ class WebsocketConnection:
             self._end_of_stream(None)
             return False
         self.protocol.receive_data(data)
-        self._events.extend(event for event in self.protocol.events_received() if isinstance(event, Frame))
+        self._events.extend(_frames_received(self.protocol))
         return True
 
     def _take_idle_input(self, deadline: Deadline) -> None:
@@ -474,6 +474,11 @@ class OpeningSockets:
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+def _frames_received(protocol: ClientProtocol) -> Iterator[Frame]:
+    """The frames the protocol has parsed since it was last asked (the handshake's response left out)."""
+    return (event for event in protocol.events_received() if isinstance(event, Frame))
 
 
 def _binary_frame(payload: bytes) -> list[bytes]:
