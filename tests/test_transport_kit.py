@@ -35,7 +35,9 @@ from arena_adapters.transport import (
     DaemonPool,
     Deadline,
     DecodeLimits,
+    IdleCheck,
     RetryPolicy,
+    connections,
     fan_out,
     parse_endpoint,
     split_replicas,
@@ -712,6 +714,16 @@ def test_stale_pooled_connections_are_replaced_without_a_retry(servers: list[Toy
         assert seat.connection is not None
         seat.connection.closed = True  # type: ignore[attr-defined]
         assert transport.infer({"x": 2}) == {"echo": {"x": 2}}
+
+
+def test_an_idle_check_serves_the_send_that_follows_it_only_for_a_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    check = IdleCheck()
+    assert not check.recent, "a connection never checked must be checked at its send"
+    check.passed()
+    assert check.recent
+    monkeypatch.setattr(connections, "IDLE_CHECK_S", 0.05)
+    time.sleep(0.06)
+    assert not check.recent, "an old check must not stand in for the send's own"
 
 
 def test_per_scheme_default_ports_and_tree_depth() -> None:

@@ -14,7 +14,7 @@ Endpoints are parsed by :func:`parse_endpoint`; replicas of a server are spread 
 from __future__ import annotations
 
 from arena_adapters.transport.client import DEADLINES, ClientTransport
-from arena_adapters.transport.connections import Connection, ConnectionPool, SplitConnection
+from arena_adapters.transport.connections import Connection, ConnectionPool, IdleCheck, SplitConnection
 from arena_adapters.transport.deadline import Deadline, wait_for
 from arena_adapters.transport.endpoints import Endpoint, parse_endpoint, split_replicas
 from arena_adapters.transport.limits import ALLOWED_DTYPE_KINDS, DecodeLimits, limit_options
@@ -47,6 +47,7 @@ __all__ = [
     "DecodeLimits",
     "Endpoint",
     "FaultInjector",
+    "IdleCheck",
     "PendingReplies",
     "ReplicaSet",
     "ReplicaStats",

@@ -10,8 +10,10 @@ that failed, and aborts every one of them on close, so that a request in flight 
 from __future__ import annotations
 
 import contextlib
+import math
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -69,6 +71,34 @@ class SplitConnection(Connection, Protocol):
             as :meth:`Connection.exchange` (never ``retryable``: the request went out).
         """
         ...
+
+
+IDLE_CHECK_S = 0.01
+"""How long a connection's idle check (its ``closed``, which the pool asks as it hands the
+connection out) serves the ``send`` that follows, which then skips its own."""
+
+
+class IdleCheck:
+    """When a connection last found, while idle, that it can carry a request.
+
+    A connection with a ``closed`` property looks at its idle socket there, and again in ``send``
+    for a caller that did not go through the pool. Calling :meth:`passed` in the first and asking
+    :attr:`recent` in the second makes the pool's look serve both: one system call, not two.
+    """
+
+    __slots__ = ("_at",)
+
+    def __init__(self) -> None:
+        self._at = -math.inf
+
+    def passed(self) -> None:
+        """The connection was just found usable."""
+        self._at = time.monotonic()
+
+    @property
+    def recent(self) -> bool:
+        """True within :data:`IDLE_CHECK_S` of the last :meth:`passed`."""
+        return time.monotonic() - self._at < IDLE_CHECK_S
 
 
 def is_stale(connection: Connection) -> bool:

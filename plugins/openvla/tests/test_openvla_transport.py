@@ -15,7 +15,7 @@ from arena_adapters_openvla.server import ReferenceServer
 from arena_adapters_openvla.transport import HttpTransport
 
 from arena_adapters.errors import ConfigError, ProtocolError, ServerError, TransportError, TransportTimeout
-from arena_adapters.transport import DEADLINES
+from arena_adapters.transport import DEADLINES, connections
 
 Canned = Callable[..., Any]
 ServerFactory = Callable[..., ReferenceServer]
@@ -406,7 +406,7 @@ def test_an_exchange_checks_the_idle_connection_once_and_waits_only_for_the_repl
         calls["waits"] += 1
         wait_until_ready(sock, events, deadline)
 
-    monkeypatch.setattr(http_connection, "_IDLE_CHECK_S", 60.0)  # however slow this machine is
+    monkeypatch.setattr(connections, "IDLE_CHECK_S", 60.0)  # however slow this machine is
     monkeypatch.setattr(http_connection, "_has_input", counted_has_input)
     monkeypatch.setattr(http_connection, "_wait_until_ready", counted_wait)
     with HttpTransport(openvla_server.endpoint, max_concurrency=1) as transport:

@@ -56,12 +56,10 @@ except ImportError:  # websockets built without its C extension
     from websockets.utils import apply_mask
 
 from arena_adapters.errors import AdapterError, ProtocolError, ServerError, TransportError, TransportTimeout
-from arena_adapters.transport import Deadline, Endpoint
+from arena_adapters.transport import Deadline, Endpoint, IdleCheck
 
 MESSAGE_TOO_BIG = 1009
 RECEIVE_BYTES = 1 << 18
-IDLE_CHECK_S = 0.01
-"""An idle check this recent (the pool's, as it hands the connection out) serves the send too."""
 DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 
 
@@ -125,7 +123,7 @@ class WebsocketConnection:
         self.metadata: Mapping[str, Any] = {}
         self._events: deque[Frame] = deque(_frames_received(protocol))
         self._cause: BaseException | None = None  # what ended the stream, when not a close frame
-        self._checked_at = 0.0  # when `closed` last found the connection usable
+        self._idle_check = IdleCheck()
         self._aborted = False
 
     @classmethod
@@ -218,7 +216,7 @@ class WebsocketConnection:
         with self._failures("send", deadline, sent=False):
             if deadline.expired:
                 raise TimeoutError
-            if time.monotonic() - self._checked_at > IDLE_CHECK_S:
+            if not self._idle_check.recent:
                 self._take_idle_input(deadline)
             if self.protocol.state is not State.OPEN:
                 raise self._closed()
@@ -249,7 +247,7 @@ class WebsocketConnection:
             self._take_idle_input(deadline)
         except (AdapterError, ConnectionClosed, OSError):
             return True
-        self._checked_at = time.monotonic()
+        self._idle_check.passed()
         return self.protocol.state is not State.OPEN
 
     def abort(self) -> None:

@@ -35,7 +35,6 @@ import select
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -43,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from arena_adapters.errors import AdapterError, ProtocolError, TransportError, TransportTimeout
-from arena_adapters.transport import Deadline, Endpoint
+from arena_adapters.transport import Deadline, Endpoint, IdleCheck
 
 MAX_HEADER_BYTES = 64 * 1024
 """The most bytes of status line and headers a reply may have."""
@@ -54,8 +53,6 @@ ERROR_BODY_BYTES = 64 * 1024
 
 _RECV_BYTES = 256 * 1024
 _SEND_BYTES = 1024 * 1024
-_IDLE_CHECK_S = 0.01
-"""An idle check this recent (the pool's, as it hands the connection out) serves the exchange too."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +136,7 @@ class HttpConnection:
         self._sock: socket.socket | None = None
         self._busy = False
         self._aborted = False
-        self._alive_at = -math.inf
+        self._idle_check = IdleCheck()
         self._sent: HttpRequest | None = None  # sent, its reply not read yet
         self.connects = 0
         """How many times a socket was connected (for tests and monitoring)."""
@@ -189,7 +186,7 @@ class HttpConnection:
         try:
             if self._sent is not None:  # its reply would be taken for this request's
                 raise TransportError(f"{self.url}: the reply to the previous request was not read")
-            idle_checked = time.monotonic() - self._alive_at < _IDLE_CHECK_S
+            idle_checked = self._idle_check.recent
             if self._sock is None or (not idle_checked and _has_input(self._sock)):
                 self._close_socket()  # closed by the server while idle: nothing was sent on it
                 self._connect(deadline)
@@ -238,7 +235,7 @@ class HttpConnection:
             return False
         if _has_input(sock):
             return True
-        self._alive_at = time.monotonic()
+        self._idle_check.passed()
         return False
 
     @property
