@@ -6,13 +6,17 @@
 Each run starts :meth:`ServerProcess.for_expert` exactly as ``arena-adapters demo`` does, waits for
 its ``ENDPOINT`` line ("ready"), then loads the adapter with the served expert's client options and
 times one ``get_action`` on a one-env ``reach`` observation ("first reply", counted from the
-process start). Prints the medians.
+process start). Prints the medians, and beside them, from the same run, how long a process that
+only imports torch takes: the servers imported it at start-up until f61f9f2, which cost each
+about that much more.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -34,6 +38,13 @@ def time_once(adapter: str, policy: str, observation: dict[str, object]) -> tupl
     return ready, first
 
 
+def torch_import_seconds() -> float:
+    """Seconds for a fresh interpreter to import torch and exit."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapters", default="gr00t,openpi,openvla")
@@ -49,6 +60,8 @@ def main() -> None:
         ready = statistics.median(run[0] for run in runs)
         first = statistics.median(run[1] for run in runs)
         print(f"{adapter:>8} {ready:>8.2f} {first:>14.2f}  {[round(run[1], 2) for run in runs]}")
+    torch_import = statistics.median(torch_import_seconds() for _ in range(args.repeats))
+    print(f"a process that only imports torch (what a server importing it adds): {torch_import:.2f} s")
 
 
 if __name__ == "__main__":
